@@ -1,0 +1,324 @@
+//! Applying a layer: a tar stream of changes laid over a root filesystem.
+//!
+//! Reference: OCI image spec, layer.md ("Applying Changesets", "Whiteouts"):
+//! <https://github.com/opencontainers/image-spec/blob/main/layer.md>.
+//!
+//! - A directory over a directory keeps it and takes the new attributes; anything else
+//!   replaces what was there.
+//! - `.wh.NAME` deletes NAME of the layers below; `.wh..wh..opq` hides every lower child of
+//!   its directory. Both apply to *lower* layers only, so their place in the tar does not
+//!   matter: boxkit remembers which paths this layer wrote and never hides those.
+//! - Every path is found with [`Root`] (openat2 `RESOLVE_IN_ROOT`) and every change is made
+//!   with an `*at` call that does not follow a final symlink: a hostile layer cannot reach
+//!   outside the root filesystem (THREATS.md, layer section).
+//!
+//! Memory: file data streams through a fixed buffer; what grows is one small record per
+//! path (to honour whiteouts), never anything in proportion to file sizes.
+
+use crate::error::{Context, Error, Result};
+use crate::explain;
+use crate::fsroot::{self, CleanPath, Root};
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// What one layer did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ApplyStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub whiteouts: u64,
+}
+
+/// Metadata gathered from a tar header and its PAX records.
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, i64),
+    xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+/// Apply one uncompressed layer tar to `root`.
+pub fn apply(root: &Root, tar: impl Read) -> Result<ApplyStats> {
+    let mut a = Applier { root, written: HashSet::new(), dir_times: Vec::new(), stats: ApplyStats::default() };
+    let mut archive = tar::Archive::new(tar);
+    let entries = archive.entries().map_err(|e| Error::io("read tar", e))?;
+    let mut buf = vec![0u8; 256 << 10];
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::io("read tar entry", e))?;
+        let name = entry.path_bytes().into_owned();
+        a.entry(&mut entry, &name, &mut buf)
+            .map_err(|e| e.context(format!("entry {:?}", String::from_utf8_lossy(&name))))?;
+    }
+    // After the end-of-archive blocks only zero padding may follow.
+    let mut rest = archive.into_inner();
+    loop {
+        let n = rest.read(&mut buf).map_err(|e| Error::io("read tar", e))?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(Error::invalid("tar has trailing data after its end-of-archive marker"));
+        }
+    }
+    a.finish()?;
+    Ok(a.stats)
+}
+
+struct Applier<'r> {
+    root: &'r Root,
+    /// Every path this layer wrote, with all its ancestors: whiteouts never hide these.
+    written: HashSet<CleanPath>,
+    /// Directory mtimes are set last, once nothing more is created inside them.
+    dir_times: Vec<(CleanPath, (i64, i64))>,
+    stats: ApplyStats,
+}
+
+impl Applier<'_> {
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<R>, name: &[u8], buf: &mut [u8]) -> Result<()> {
+        use tar::EntryType as T;
+        let kind = e.header().entry_type();
+        if matches!(kind, T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink) {
+            return Ok(());
+        }
+        self.stats.entries += 1;
+        let path = CleanPath::new(name);
+        let meta = read_meta(e)?;
+        let Some(file_name) = path.file_name() else {
+            // "./": the root directory's own attributes.
+            if kind == T::Directory {
+                let p = self.root.path();
+                std::os::unix::fs::lchown(p, Some(meta.uid), Some(meta.gid)).ctx(|| "chown /")?;
+                std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(meta.mode))
+                    .ctx(|| "chmod /")?;
+                self.dir_times.push((path, meta.mtime));
+            }
+            return Ok(());
+        };
+        let file_name = file_name.to_os_string();
+        if let Some(target) = file_name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(&path, target);
+        }
+        let parent = self.root.dir(&path.parent(), true)?;
+        let pfd = parent.as_raw_fd();
+        let fname = file_name.as_os_str();
+
+        // Replace what is there, except a directory over a directory.
+        match fsroot::lstatat(pfd, fname) {
+            Ok(st) if kind == T::Directory && st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+            Ok(_) => fsroot::remove_all_at(pfd, fname).ctx(|| format!("remove {path}"))?,
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(err) => return Err(Error::io(format!("stat {path}"), err)),
+        }
+
+        let perm = meta.mode & 0o7777;
+        match kind {
+            T::Regular | T::Continuous | T::GNUSparse => {
+                let mut f = fsroot::create_file(pfd, fname, 0o600).ctx(|| format!("create {path}"))?;
+                self.stats.bytes += copy(e, &mut f, buf).ctx(|| format!("write {path}"))?;
+            }
+            T::Directory => match fsroot::mkdirat(pfd, fname, 0o700) {
+                Err(err) if err.raw_os_error() != Some(libc::EEXIST) => {
+                    return Err(Error::io(format!("mkdir {path}"), err))
+                }
+                _ => {}
+            },
+            T::Symlink => {
+                let target = e.link_name_bytes().ok_or_else(|| Error::invalid("symlink without a target"))?;
+                fsroot::symlinkat(OsStr::from_bytes(&target), pfd, fname).ctx(|| format!("symlink {path}"))?;
+            }
+            T::Link => {
+                let target = e.link_name_bytes().ok_or_else(|| Error::invalid("hardlink without a target"))?;
+                let target = CleanPath::new(&target);
+                let tname = target.file_name().ok_or_else(|| Error::invalid("hardlink to the root directory"))?;
+                let tdir = self.root.dir(&target.parent(), false).ctx(|| format!("hardlink target {target}"))?;
+                fsroot::linkat(tdir.as_raw_fd(), tname, pfd, fname)
+                    .ctx(|| format!("hardlink {path} to {target}"))?;
+                // A hard link shares its target's inode: its attributes are the target's.
+                self.mark_written(&path);
+                return Ok(());
+            }
+            T::Char | T::Block | T::Fifo => {
+                let fmt = match kind {
+                    T::Char => libc::S_IFCHR,
+                    T::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let h = e.header();
+                let major = h.device_major().ok().flatten().unwrap_or(0);
+                let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                fsroot::mknodat(pfd, fname, fmt | perm, libc::makedev(major, minor))
+                    .ctx(|| format!("mknod {path}"))?;
+            }
+            other => return Err(Error::invalid(format!("unsupported tar entry type {other:?}"))),
+        }
+
+        // Owner before mode: chown clears setuid and setgid bits.
+        fsroot::lchownat(pfd, fname, meta.uid, meta.gid).ctx(|| format!("chown {path}"))?;
+        if kind != T::Symlink {
+            fsroot::chmodat(pfd, fname, perm).ctx(|| format!("chmod {path}"))?;
+        }
+        for (k, v) in &meta.xattrs {
+            match fsroot::lsetxattrat(pfd, fname, k, v) {
+                Err(err) if err.raw_os_error() == Some(libc::ENOTSUP) => {
+                    explain!("skip xattr {} on {path}: not supported here", k.to_string_lossy())
+                }
+                r => r.ctx(|| format!("set xattr {} on {path}", k.to_string_lossy()))?,
+            }
+        }
+        if kind == T::Directory {
+            self.dir_times.push((path.clone(), meta.mtime));
+        } else {
+            fsroot::lutimesat(pfd, fname, meta.mtime.0, meta.mtime.1).ctx(|| format!("set times of {path}"))?;
+        }
+        self.mark_written(&path);
+        Ok(())
+    }
+
+    fn mark_written(&mut self, path: &CleanPath) {
+        let mut p = path.clone();
+        while !p.is_root() && self.written.insert(p.clone()) {
+            p = p.parent();
+        }
+    }
+
+    fn whiteout(&mut self, marker: &CleanPath, target: &[u8]) -> Result<()> {
+        self.stats.whiteouts += 1;
+        let dir = marker.parent();
+        if marker.file_name() == Some(OsStr::new(OPAQUE_MARKER)) {
+            explain!("opaque directory {dir}: hide everything lower layers put in it");
+            let Ok(fd) = self.root.open_in(&dir, libc::O_RDONLY | libc::O_DIRECTORY) else {
+                return Ok(()); // nothing below to hide
+            };
+            for child in fsroot::list_dir(fd.as_raw_fd()).ctx(|| format!("list {dir}"))? {
+                self.hide_lower(&dir.join(&child))?;
+            }
+            return Ok(());
+        }
+        if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            // `.wh..wh.*` other than the opaque marker: aufs bookkeeping, meaningless here.
+            explain!("ignore aufs metadata {marker}");
+            return Ok(());
+        }
+        if matches!(target, b"" | b"." | b"..") || target.contains(&b'/') {
+            return Err(Error::invalid(format!("invalid whiteout {marker}: it names no file")));
+        }
+        let victim = dir.join(OsStr::from_bytes(target));
+        explain!("whiteout {marker}: delete {victim} of lower layers");
+        self.hide_lower(&victim)
+    }
+
+    /// Remove what lower layers put at `p`, keeping whatever this layer wrote.
+    fn hide_lower(&mut self, p: &CleanPath) -> Result<()> {
+        let Some(name) = p.file_name() else { return Ok(()) };
+        let Ok(parent) = self.root.dir(&p.parent(), false) else { return Ok(()) };
+        if !self.written.contains(p) {
+            return fsroot::remove_all_at(parent.as_raw_fd(), name).ctx(|| format!("remove {p}"));
+        }
+        let is_dir = fsroot::lstatat(parent.as_raw_fd(), name)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .unwrap_or(false);
+        if is_dir {
+            let fd = fsroot::open_raw(parent.as_raw_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                .ctx(|| format!("open {p}"))?;
+            for child in fsroot::list_dir(fd.as_raw_fd()).ctx(|| format!("list {p}"))? {
+                self.hide_lower(&p.join(&child))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        for (path, (s, ns)) in self.dir_times.drain(..).rev() {
+            match path.file_name() {
+                None => fsroot::lutimesat(libc::AT_FDCWD, self.root.path().as_os_str(), s, ns),
+                Some(name) => match self.root.dir(&path.parent(), false) {
+                    Ok(fd) => fsroot::lutimesat(fd.as_raw_fd(), name, s, ns),
+                    Err(_) => continue, // removed by a later whiteout
+                },
+            }
+            .or_else(|e| if e.raw_os_error() == Some(libc::ENOENT) { Ok(()) } else { Err(e) })
+            .ctx(|| format!("set times of {path}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn read_meta<R: Read>(e: &mut tar::Entry<R>) -> Result<Meta> {
+    let h = e.header();
+    let bad = |what: &str, err: io::Error| Error::invalid(format!("bad {what} in tar header: {err}"));
+    let mut m = Meta {
+        mode: h.mode().map_err(|x| bad("mode", x))?,
+        uid: h.uid().map_err(|x| bad("uid", x))? as u32,
+        gid: h.gid().map_err(|x| bad("gid", x))? as u32,
+        mtime: (h.mtime().map_err(|x| bad("mtime", x))? as i64, 0),
+        xattrs: Vec::new(),
+    };
+    if let Some(pax) = e.pax_extensions().map_err(|x| bad("PAX header", x))? {
+        for ext in pax {
+            let ext = ext.map_err(|x| bad("PAX record", x))?;
+            let key = ext.key_bytes();
+            let value = ext.value_bytes();
+            if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
+                m.xattrs.push((OsStr::from_bytes(x).to_os_string(), value.to_vec()));
+            } else if key == b"uid" || key == b"gid" {
+                let id: u32 = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| Error::invalid("bad uid or gid in PAX header"))?;
+                if key == b"uid" { m.uid = id } else { m.gid = id }
+            } else if key == b"mtime" {
+                m.mtime = parse_pax_time(value).ok_or_else(|| Error::invalid("bad mtime in PAX header"))?;
+            }
+        }
+    }
+    m.xattrs.sort();
+    Ok(m)
+}
+
+/// PAX times are decimal seconds with an optional fraction: `1700000000.123456789`.
+fn parse_pax_time(v: &[u8]) -> Option<(i64, i64)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
+    let sec: i64 = sec.parse().ok()?;
+    let mut ns: i64 = 0;
+    for (i, c) in frac.bytes().take(9).enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        ns += (c - b'0') as i64 * 10i64.pow(8 - i as u32);
+    }
+    Some((sec, if sec < 0 && ns > 0 { -ns } else { ns }))
+}
+
+fn copy(r: &mut impl Read, w: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(parse_pax_time(b"12.5"), Some((12, 500_000_000)));
+        assert_eq!(parse_pax_time(b"7"), Some((7, 0)));
+        assert_eq!(parse_pax_time(b"x"), None);
+    }
+}

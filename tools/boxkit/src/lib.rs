@@ -1,0 +1,21 @@
+//! boxkit: the mechanisms behind the `box-*` tools, one module per kernel or format concept.
+//!
+//! Every module opens with the mechanism it implements and its primary reference (a man page
+//! or a spec section). Library code never prints and never exits: it returns [`Error`], and
+//! narrates its steps through [`explain!`] only when a binary asked for `--explain`.
+//! Functions that touch the system take their root path as a parameter.
+
+pub mod compress;
+pub mod digest;
+pub mod error;
+pub mod explain;
+pub mod fsroot;
+pub mod layer;
+pub mod oci;
+pub mod passwd;
+pub mod reference;
+pub mod runtime;
+pub mod store;
+pub mod unpack;
+
+pub use error::{Error, Kind, Result};

@@ -1,0 +1,137 @@
+//! From an image in a store to a runtime bundle: layers applied in order, then config.json.
+//!
+//! Reference: OCI image spec, layer.md and conversion.md (how an image config becomes a
+//! runtime config); OCI runtime spec, bundle.md.
+//!
+//! Each layer blob is streamed once: one thread reads and hashes the compressed bytes and
+//! inflates them; the other hashes the tar (the layer's DiffID) and applies it. Both digests
+//! are checked at the end of the stream. The bundle is built in a temporary directory next to
+//! its final place (mode 0700) and renamed into place only when everything verified, so a
+//! failed unpack leaves nothing behind.
+
+use crate::compress;
+use crate::digest::{Digest, HashingReader};
+use crate::error::{Context, Error, Result};
+use crate::explain;
+use crate::explain::human_size;
+use crate::fsroot::Root;
+use crate::layer;
+use crate::oci::{self, Descriptor};
+use crate::runtime;
+use crate::store::{Image, Store};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Apply every layer of `image` to the directory `rootfs`, base layer first.
+pub fn apply_layers(store: &Store, image: &Image, rootfs: &Path) -> Result<()> {
+    let root = Root::open(rootfs)?;
+    let n = image.manifest.layers.len();
+    for (i, (desc, diff_id)) in image.manifest.layers.iter().zip(&image.config.rootfs.diff_ids).enumerate() {
+        apply_blob(store, desc, diff_id, &root)
+            .map_err(|e| e.context(format!("layer {}/{n} {}", i + 1, desc.digest)))?;
+    }
+    Ok(())
+}
+
+/// Apply one layer blob, verifying its digest, size and DiffID as it streams.
+pub fn apply_blob(store: &Store, desc: &Descriptor, diff_id: &Digest, root: &Root) -> Result<layer::ApplyStats> {
+    oci::layer_compression(&desc.media_type)?;
+    if desc.media_type == oci::MEDIA_DOCKER_FOREIGN_LAYER && !store.has_blob(&desc.digest) {
+        return Err(Error::not_found("foreign layer is not in the store (boxkit never fetches foreign URLs)"));
+    }
+    let blob = store.open_blob(&desc.digest)?;
+    let compressed = Arc::new(Mutex::new(None));
+    let reader = HashOnEof { inner: HashingReader::new(blob), out: compressed.clone() };
+    let (kind, decoded) = compress::decoder(reader).ctx(|| "read layer")?;
+    let mut tar = HashingReader::new(compress::pipelined(decoded));
+    explain!(
+        "layer {} ({}, {}): inflate, hash and apply to {}",
+        desc.digest,
+        kind.name(),
+        human_size(desc.size),
+        root.path().display()
+    );
+    let stats = layer::apply(root, &mut tar)?;
+    io::copy(&mut tar, &mut io::sink()).map_err(|e| Error::io("read layer", e))?;
+    let (got_diff, _) = tar.finish();
+    let got = compressed.lock().unwrap().take();
+    match got {
+        Some((d, size)) if d == desc.digest && size == desc.size => {}
+        Some((d, size)) => {
+            return Err(Error::invalid(format!(
+                "blob does not match its descriptor: {d} ({size} bytes), expected {} ({} bytes)",
+                desc.digest, desc.size
+            )))
+        }
+        // The decoder stopped at the end of its frame without reading on: hash the blob.
+        None => {
+            let mut h = HashingReader::new(store.open_blob(&desc.digest)?);
+            io::copy(&mut h, &mut io::sink()).map_err(|e| Error::io("read layer", e))?;
+            let (d, size) = h.finish();
+            if d != desc.digest || size != desc.size {
+                return Err(Error::invalid(format!("blob does not match its descriptor: got {d} ({size} bytes)")));
+            }
+        }
+    }
+    if &got_diff != diff_id {
+        return Err(Error::invalid(format!("uncompressed layer hashes to {got_diff}, but the config says {diff_id}")));
+    }
+    explain!(
+        "  {} entries, {} of file data, {} whiteouts; digest and diff_id {} verified",
+        stats.entries,
+        human_size(stats.bytes),
+        stats.whiteouts,
+        &diff_id.hex()[..12]
+    );
+    Ok(stats)
+}
+
+/// Write the bundle `bundle` (config.json + rootfs/) for an image. `bundle` must not exist.
+pub fn unpack_bundle(store: &Store, image: &Image, bundle: &Path) -> Result<()> {
+    if bundle.exists() {
+        return Err(Error::invalid(format!("bundle {} already exists", bundle.display())));
+    }
+    let parent = match bundle.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = bundle.file_name().ok_or_else(|| Error::invalid(format!("bad bundle path {}", bundle.display())))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.tmp-", name.to_string_lossy()))
+        .tempdir_in(parent)
+        .ctx(|| format!("create a temporary bundle in {}", parent.display()))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).ctx(|| "chmod bundle")?;
+    let rootfs = tmp.path().join("rootfs");
+    fs::DirBuilder::new().mode(0o755).create(&rootfs).ctx(|| "create rootfs")?;
+    explain!("mkdir {} (mode 0700: no other user may reach into the bundle)", bundle.display());
+    apply_layers(store, image, &rootfs)?;
+    let spec = runtime::spec_from_image(&image.config, &rootfs, &runtime::hostname_for(bundle))?;
+    let json = serde_json::to_vec_pretty(&spec).expect("serializing a spec cannot fail");
+    fs::write(tmp.path().join("config.json"), json).ctx(|| "write config.json")?;
+    explain!("write config.json: args {:?}", spec.process.as_ref().map(|p| &p.args));
+    let tmp = tmp.keep();
+    fs::rename(&tmp, bundle).ctx(|| format!("rename into {}", bundle.display()))?;
+    Ok(())
+}
+
+/// Hashes the compressed stream and hands the result over when it reaches the end.
+struct HashOnEof<R> {
+    inner: HashingReader<R>,
+    out: Arc<Mutex<Option<(Digest, u64)>>>,
+}
+
+impl<R: Read> Read for HashOnEof<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let mut out = self.out.lock().unwrap();
+            if out.is_none() {
+                *out = Some(self.inner.current());
+            }
+        }
+        Ok(n)
+    }
+}
