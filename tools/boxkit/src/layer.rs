@@ -18,8 +18,9 @@
 use crate::error::{Context, Error, Result};
 use crate::explain;
 use crate::fsroot::{self, CleanPath, Root};
+use crate::tarstream::{self, Kind, Meta};
 use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -35,15 +36,6 @@ pub struct ApplyStats {
     pub whiteouts: u64,
 }
 
-/// Metadata gathered from a tar header and its PAX records.
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: (i64, i64),
-    xattrs: Vec<(OsString, Vec<u8>)>,
-}
-
 /// Apply one uncompressed layer tar to `root`.
 pub fn apply(root: &Root, tar: impl Read) -> Result<ApplyStats> {
     let mut a = Applier { root, written: HashSet::new(), dir_times: Vec::new(), stats: ApplyStats::default() };
@@ -53,8 +45,12 @@ pub fn apply(root: &Root, tar: impl Read) -> Result<ApplyStats> {
     for entry in entries {
         let mut entry = entry.map_err(|e| Error::io("read tar entry", e))?;
         let name = entry.path_bytes().into_owned();
-        a.entry(&mut entry, &name, &mut buf)
+        let meta = tarstream::read_meta(&mut entry)
             .map_err(|e| e.context(format!("entry {:?}", String::from_utf8_lossy(&name))))?;
+        if let Some(meta) = meta {
+            a.entry(&mut entry, &meta, &mut buf)
+                .map_err(|e| e.context(format!("entry {:?}", String::from_utf8_lossy(&name))))?;
+        }
     }
     // After the end-of-archive blocks only zero padding may follow.
     let mut rest = archive.into_inner();
@@ -81,23 +77,17 @@ struct Applier<'r> {
 }
 
 impl Applier<'_> {
-    fn entry<R: Read>(&mut self, e: &mut tar::Entry<R>, name: &[u8], buf: &mut [u8]) -> Result<()> {
-        use tar::EntryType as T;
-        let kind = e.header().entry_type();
-        if matches!(kind, T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink) {
-            return Ok(());
-        }
+    fn entry(&mut self, data: &mut impl Read, meta: &Meta, buf: &mut [u8]) -> Result<()> {
         self.stats.entries += 1;
-        let path = CleanPath::new(name);
-        let meta = read_meta(e)?;
+        let path = CleanPath::new(&meta.path);
         let Some(file_name) = path.file_name() else {
             // "./": the root directory's own attributes.
-            if kind == T::Directory {
+            if meta.kind == Kind::Dir {
                 let p = self.root.path();
                 std::os::unix::fs::lchown(p, Some(meta.uid), Some(meta.gid)).ctx(|| "chown /")?;
                 std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(meta.mode))
                     .ctx(|| "chmod /")?;
-                self.dir_times.push((path, meta.mtime));
+                self.dir_times.push((path, (meta.mtime, meta.mtime_nsec)));
             }
             return Ok(());
         };
@@ -111,31 +101,29 @@ impl Applier<'_> {
 
         // Replace what is there, except a directory over a directory.
         match fsroot::lstatat(pfd, fname) {
-            Ok(st) if kind == T::Directory && st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+            Ok(st) if meta.kind == Kind::Dir && st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
             Ok(_) => fsroot::remove_all_at(pfd, fname).ctx(|| format!("remove {path}"))?,
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
             Err(err) => return Err(Error::io(format!("stat {path}"), err)),
         }
 
         let perm = meta.mode & 0o7777;
-        match kind {
-            T::Regular | T::Continuous | T::GNUSparse => {
+        match &meta.kind {
+            Kind::File => {
                 let mut f = fsroot::create_file(pfd, fname, 0o600).ctx(|| format!("create {path}"))?;
-                self.stats.bytes += copy(e, &mut f, buf).ctx(|| format!("write {path}"))?;
+                self.stats.bytes += copy(data, &mut f, buf).ctx(|| format!("write {path}"))?;
             }
-            T::Directory => match fsroot::mkdirat(pfd, fname, 0o700) {
+            Kind::Dir => match fsroot::mkdirat(pfd, fname, 0o700) {
                 Err(err) if err.raw_os_error() != Some(libc::EEXIST) => {
                     return Err(Error::io(format!("mkdir {path}"), err))
                 }
                 _ => {}
             },
-            T::Symlink => {
-                let target = e.link_name_bytes().ok_or_else(|| Error::invalid("symlink without a target"))?;
-                fsroot::symlinkat(OsStr::from_bytes(&target), pfd, fname).ctx(|| format!("symlink {path}"))?;
+            Kind::Symlink(target) => {
+                fsroot::symlinkat(OsStr::from_bytes(target), pfd, fname).ctx(|| format!("symlink {path}"))?;
             }
-            T::Link => {
-                let target = e.link_name_bytes().ok_or_else(|| Error::invalid("hardlink without a target"))?;
-                let target = CleanPath::new(&target);
+            Kind::Hardlink(target) => {
+                let target = CleanPath::new(target);
                 let tname = target.file_name().ok_or_else(|| Error::invalid("hardlink to the root directory"))?;
                 let tdir = self.root.dir(&target.parent(), false).ctx(|| format!("hardlink target {target}"))?;
                 fsroot::linkat(tdir.as_raw_fd(), tname, pfd, fname)
@@ -144,24 +132,17 @@ impl Applier<'_> {
                 self.mark_written(&path);
                 return Ok(());
             }
-            T::Char | T::Block | T::Fifo => {
-                let fmt = match kind {
-                    T::Char => libc::S_IFCHR,
-                    T::Block => libc::S_IFBLK,
-                    _ => libc::S_IFIFO,
-                };
-                let h = e.header();
-                let major = h.device_major().ok().flatten().unwrap_or(0);
-                let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                fsroot::mknodat(pfd, fname, fmt | perm, libc::makedev(major, minor))
+            Kind::Char(major, minor) | Kind::Block(major, minor) => {
+                let fmt = if matches!(meta.kind, Kind::Char(..)) { libc::S_IFCHR } else { libc::S_IFBLK };
+                fsroot::mknodat(pfd, fname, fmt | perm, libc::makedev(*major, *minor))
                     .ctx(|| format!("mknod {path}"))?;
             }
-            other => return Err(Error::invalid(format!("unsupported tar entry type {other:?}"))),
+            Kind::Fifo => fsroot::mknodat(pfd, fname, libc::S_IFIFO | perm, 0).ctx(|| format!("mkfifo {path}"))?,
         }
 
         // Owner before mode: chown clears setuid and setgid bits.
         fsroot::lchownat(pfd, fname, meta.uid, meta.gid).ctx(|| format!("chown {path}"))?;
-        if kind != T::Symlink {
+        if !matches!(meta.kind, Kind::Symlink(_)) {
             fsroot::chmodat(pfd, fname, perm).ctx(|| format!("chmod {path}"))?;
         }
         for (k, v) in &meta.xattrs {
@@ -172,10 +153,10 @@ impl Applier<'_> {
                 r => r.ctx(|| format!("set xattr {} on {path}", k.to_string_lossy()))?,
             }
         }
-        if kind == T::Directory {
-            self.dir_times.push((path.clone(), meta.mtime));
+        if meta.kind == Kind::Dir {
+            self.dir_times.push((path.clone(), (meta.mtime, meta.mtime_nsec)));
         } else {
-            fsroot::lutimesat(pfd, fname, meta.mtime.0, meta.mtime.1).ctx(|| format!("set times of {path}"))?;
+            fsroot::lutimesat(pfd, fname, meta.mtime, meta.mtime_nsec).ctx(|| format!("set times of {path}"))?;
         }
         self.mark_written(&path);
         Ok(())
@@ -250,53 +231,6 @@ impl Applier<'_> {
     }
 }
 
-fn read_meta<R: Read>(e: &mut tar::Entry<R>) -> Result<Meta> {
-    let h = e.header();
-    let bad = |what: &str, err: io::Error| Error::invalid(format!("bad {what} in tar header: {err}"));
-    let mut m = Meta {
-        mode: h.mode().map_err(|x| bad("mode", x))?,
-        uid: h.uid().map_err(|x| bad("uid", x))? as u32,
-        gid: h.gid().map_err(|x| bad("gid", x))? as u32,
-        mtime: (h.mtime().map_err(|x| bad("mtime", x))? as i64, 0),
-        xattrs: Vec::new(),
-    };
-    if let Some(pax) = e.pax_extensions().map_err(|x| bad("PAX header", x))? {
-        for ext in pax {
-            let ext = ext.map_err(|x| bad("PAX record", x))?;
-            let key = ext.key_bytes();
-            let value = ext.value_bytes();
-            if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
-                m.xattrs.push((OsStr::from_bytes(x).to_os_string(), value.to_vec()));
-            } else if key == b"uid" || key == b"gid" {
-                let id: u32 = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| Error::invalid("bad uid or gid in PAX header"))?;
-                if key == b"uid" { m.uid = id } else { m.gid = id }
-            } else if key == b"mtime" {
-                m.mtime = parse_pax_time(value).ok_or_else(|| Error::invalid("bad mtime in PAX header"))?;
-            }
-        }
-    }
-    m.xattrs.sort();
-    Ok(m)
-}
-
-/// PAX times are decimal seconds with an optional fraction: `1700000000.123456789`.
-fn parse_pax_time(v: &[u8]) -> Option<(i64, i64)> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
-    let sec: i64 = sec.parse().ok()?;
-    let mut ns: i64 = 0;
-    for (i, c) in frac.bytes().take(9).enumerate() {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        ns += (c - b'0') as i64 * 10i64.pow(8 - i as u32);
-    }
-    Some((sec, if sec < 0 && ns > 0 { -ns } else { ns }))
-}
-
 fn copy(r: &mut impl Read, w: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
     let mut n = 0u64;
     loop {
@@ -308,17 +242,5 @@ fn copy(r: &mut impl Read, w: &mut impl Write, buf: &mut [u8]) -> io::Result<u64
         };
         w.write_all(&buf[..k])?;
         n += k as u64;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pax_times() {
-        assert_eq!(parse_pax_time(b"12.5"), Some((12, 500_000_000)));
-        assert_eq!(parse_pax_time(b"7"), Some((7, 0)));
-        assert_eq!(parse_pax_time(b"x"), None);
     }
 }

@@ -5,17 +5,21 @@
 //! narrates its steps through [`explain!`] only when a binary asked for `--explain`.
 //! Functions that touch the system take their root path as a parameter.
 
+pub mod changes;
 pub mod compress;
 pub mod digest;
 pub mod error;
 pub mod explain;
+pub mod export;
 pub mod fsroot;
+pub mod import;
 pub mod layer;
 pub mod oci;
 pub mod passwd;
 pub mod reference;
 pub mod runtime;
 pub mod store;
+pub mod tarstream;
 pub mod unpack;
 
 pub use error::{Error, Kind, Result};

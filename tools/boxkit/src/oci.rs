@@ -218,6 +218,35 @@ pub fn host_architecture() -> &'static str {
     }
 }
 
+/// An RFC 3339 UTC timestamp (`2023-11-14T22:13:20Z`) for seconds since the epoch.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The creation time for new images: `$SOURCE_DATE_EPOCH` when set (reproducible builds),
+/// otherwise the epoch itself, so the same input always gives the same image digest.
+pub fn source_date_epoch() -> Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) if !s.is_empty() => s
+            .trim()
+            .parse()
+            .map_err(|_| Error::invalid(format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))),
+        _ => Ok(0),
+    }
+}
+
 /// Serialize a document canonically: keys in the order the struct declares, no spaces.
 /// The same document always gives the same bytes, so the same digest.
 pub fn to_canonical_json<T: Serialize>(doc: &T) -> Vec<u8> {
@@ -240,6 +269,13 @@ mod tests {
         let back = String::from_utf8(to_canonical_json(&c)).unwrap();
         assert!(back.contains("Healthcheck"));
         assert!(back.contains("moby.buildkit.cache"));
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]
