@@ -518,8 +518,8 @@ README_HEAD = """\
 Layer fixtures written by make-fixtures.py (deterministic; regenerate, do not edit).
 
 One layer per .tar, uncompressed, PAX format (GNU only where stated), mtime
-1700000000, uid/gid 0 unless
-stated. NAME.1.tar, NAME.2.tar, ... are applied in order onto an empty root.
+1700000000, uid/gid 0 unless stated. NAME.1.tar, NAME.2.tar, ... are applied in
+order onto an empty root.
 "Over base" means: apply base.tar first. ROOT is the directory being unpacked into.
 Attack fixtures aim at /tmp/boxkit-victim: the test creates that directory (and any
 file named below) before unpacking and checks it afterwards.

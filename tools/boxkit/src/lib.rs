@@ -5,6 +5,7 @@
 //! narrates its steps through [`explain!`] only when a binary asked for `--explain`.
 //! Functions that touch the system take their root path as a parameter.
 
+pub mod caps;
 pub mod changes;
 pub mod compress;
 pub mod digest;
@@ -14,10 +15,12 @@ pub mod export;
 pub mod fsroot;
 pub mod import;
 pub mod layer;
+pub mod mount;
 pub mod oci;
 pub mod passwd;
 pub mod reference;
 pub mod runtime;
+pub mod spawn;
 pub mod store;
 pub mod tarstream;
 pub mod unpack;

@@ -1,0 +1,404 @@
+//! Running a bundle: a process in new namespaces, with the bundle's rootfs as its `/`.
+//!
+//! Reference: clone(2), namespaces(7), pid_namespaces(7) (PID 1 and signals), pivot_root(2),
+//! execve(2), and the OCI runtime spec's lifecycle (create, start, the process's exit).
+//!
+//! ```text
+//! box-spawn (host)                        child: PID 1 in new pid, mount, uts, ipc, net ns
+//! ─────────────────                       ───────────────────────────────────────────────
+//! block forwarded signals
+//! clone(CLONE_NEWPID|CLONE_NEWNS|…) ────▶ make / private, bind rootfs, mounts, /dev
+//! read the error pipe                     sethostname, pivot_root(".", "."), mask /proc …
+//!   (EOF = execve succeeded)              rlimits, drop capabilities, setuid, chdir
+//! sigwaitinfo: forward or reap ◀────────  execve(args)   (with --init: fork, then reap)
+//! exit with the child's status
+//! ```
+//!
+//! Failures before execve travel back over a close-on-exec pipe as a kind and a message, so
+//! the caller sees `box-spawn: mount proc on /proc: …` and exit 125, 126 or 127.
+
+use crate::caps;
+use crate::error::{Context, Error, Kind, Result};
+use crate::explain;
+use crate::fsroot::Root;
+use crate::mount;
+use crate::runtime::{Process, Spec};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// How to run a bundle.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    /// Replace the process's args (`box-spawn B -- sh -c …`).
+    pub args: Option<Vec<String>>,
+    /// Run a tiny init as PID 1 that reaps zombies and forwards signals to the command.
+    pub init: bool,
+}
+
+/// Signals box-spawn passes on to the container.
+const FORWARDED: [Signal; 8] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+fn forwarded_set() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in FORWARDED {
+        s.add(sig);
+    }
+    s
+}
+
+/// The namespace flags config.json asks for.
+fn clone_flags(spec: &Spec) -> Result<CloneFlags> {
+    let mut flags = CloneFlags::empty();
+    for ns in spec.linux.as_ref().map(|l| l.namespaces.as_slice()).unwrap_or(&[]) {
+        if ns.path.is_some() {
+            return Err(Error::invalid(format!("joining an existing {} namespace by path is not supported", ns.kind)));
+        }
+        flags |= match ns.kind.as_str() {
+            "pid" => CloneFlags::CLONE_NEWPID,
+            "network" => CloneFlags::CLONE_NEWNET,
+            "ipc" => CloneFlags::CLONE_NEWIPC,
+            "uts" => CloneFlags::CLONE_NEWUTS,
+            "mount" => CloneFlags::CLONE_NEWNS,
+            "cgroup" => CloneFlags::CLONE_NEWCGROUP,
+            "user" => return Err(Error::invalid("user namespaces are not supported by box-spawn yet")),
+            other => return Err(Error::invalid(format!("unknown namespace type {other:?}"))),
+        };
+    }
+    if !flags.contains(CloneFlags::CLONE_NEWNS) {
+        return Err(Error::invalid("config.json must ask for a mount namespace: box-spawn pivots the root"));
+    }
+    Ok(flags)
+}
+
+/// Run the bundle's process; returns its exit status (128+N when killed by signal N).
+pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
+    let bundle = std::fs::canonicalize(bundle).ctx(|| format!("bundle {}", bundle.display()))?;
+    let mut process = spec.process.clone().ok_or_else(|| Error::invalid("config.json has no process"))?;
+    if let Some(args) = &opts.args {
+        process.args = args.clone();
+    }
+    if process.args.is_empty() {
+        return Err(Error::invalid("no command to run: config.json has no args and none were given"));
+    }
+    let root_path = spec.root.as_ref().map(|r| r.path.clone()).unwrap_or_else(|| "rootfs".into());
+    let rootfs = bundle.join(&root_path);
+    let rootfs = std::fs::canonicalize(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
+    let flags = clone_flags(spec)?;
+
+    // Signals arriving from now on wait in the queue until the loop below forwards them.
+    let old_mask = SigSet::thread_get_mask().ctx(|| "read signal mask")?;
+    let mut blocked = forwarded_set();
+    blocked.add(Signal::SIGCHLD);
+    blocked.thread_block().ctx(|| "block signals")?;
+
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe")?;
+    explain!("clone({})", flag_names(flags));
+    // SAFETY: a raw clone without CLONE_VM behaves like fork(2): the child gets a copy of this
+    // single-threaded process and continues here with a return value of 0.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, (flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
+    if pid < 0 {
+        return Err(Error::io(format!("clone({})", flag_names(flags)), std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(err_r);
+        let _ = old_mask.thread_set_mask();
+        let result = child(&bundle, &rootfs, spec, &process, opts);
+        // Only reached on failure: report it and die.
+        let e = result.err().unwrap_or_else(|| Error::invalid("execve returned"));
+        let code: u8 = match e.kind() {
+            Kind::NotExecutable => b'x',
+            Kind::CommandNotFound => b'n',
+            Kind::Invalid => b'i',
+            _ => b's',
+        };
+        let mut w = std::fs::File::from(err_w);
+        let _ = w.write_all(&[code]);
+        let _ = w.write_all(e.to_string().as_bytes());
+        // SAFETY: leave the child at once, without running the parent's exit handlers.
+        unsafe { libc::_exit(125) };
+    }
+    let child_pid = Pid::from_raw(pid as i32);
+    drop(err_w);
+    let mut report = Vec::new();
+    let _ = std::fs::File::from(err_r).read_to_end(&mut report);
+    if !report.is_empty() {
+        let _ = waitpid(child_pid, None);
+        let _ = old_mask.thread_set_mask();
+        let kind = match report[0] {
+            b'x' => Kind::NotExecutable,
+            b'n' => Kind::CommandNotFound,
+            b'i' => Kind::Invalid,
+            _ => Kind::System,
+        };
+        return Err(Error::new(kind, String::from_utf8_lossy(&report[1..]).into_owned()));
+    }
+    let status = supervise(child_pid, &blocked);
+    let _ = old_mask.thread_set_mask();
+    status
+}
+
+/// Forward signals to `child` and wait for it; its status becomes ours.
+fn supervise(child: Pid, blocked: &SigSet) -> Result<i32> {
+    loop {
+        let sig = blocked.wait().ctx(|| "sigwait")?;
+        if sig == Signal::SIGCHLD {
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(p, code)) if p == child => return Ok(code),
+                    Ok(WaitStatus::Signaled(p, s, _)) if p == child => return Ok(128 + s as i32),
+                    Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                    Ok(_) => continue,
+                    Err(e) => return Err(Error::io("waitpid", e.into())),
+                }
+            }
+        } else {
+            explain!("forward {sig} to pid {child}");
+            let _ = nix::sys::signal::kill(child, sig);
+        }
+    }
+}
+
+fn flag_names(f: CloneFlags) -> String {
+    let names = [
+        (CloneFlags::CLONE_NEWPID, "CLONE_NEWPID"),
+        (CloneFlags::CLONE_NEWNS, "CLONE_NEWNS"),
+        (CloneFlags::CLONE_NEWUTS, "CLONE_NEWUTS"),
+        (CloneFlags::CLONE_NEWIPC, "CLONE_NEWIPC"),
+        (CloneFlags::CLONE_NEWNET, "CLONE_NEWNET"),
+        (CloneFlags::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
+    ];
+    names.iter().filter(|(x, _)| f.contains(*x)).map(|(_, n)| *n).collect::<Vec<_>>().join("|")
+}
+
+/// Everything the child does, in order. Returns only on failure.
+fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOptions) -> Result<()> {
+    // Die with box-spawn: a container must not outlive the process that supervises it.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    nix::unistd::setsid().ctx(|| "setsid")?;
+    mount::make_private()?;
+    mount::bind_self(rootfs)?;
+    let root = Root::open(rootfs)?;
+    for m in &spec.mounts {
+        mount::mount_one(&root, m, bundle)?;
+    }
+    if spec.mounts.iter().any(|m| m.destination == "/dev") {
+        mount::populate_dev(&root)?;
+    }
+    drop(root);
+    if let Some(h) = &spec.hostname {
+        explain!("sethostname({h:?})");
+        nix::unistd::sethostname(h).ctx(|| format!("sethostname {h:?}"))?;
+    }
+    mount::pivot_root(rootfs)?;
+    if let Some(linux) = &spec.linux {
+        mount::mask_paths(&linux.masked_paths)?;
+        mount::readonly_paths(&linux.readonly_paths)?;
+    }
+    if spec.root.as_ref().map(|r| r.readonly).unwrap_or(false) {
+        mount::readonly_root()?;
+    }
+    loopback_up();
+    set_rlimits(p)?;
+    if opts.init {
+        return run_init(p);
+    }
+    exec_process(p)
+}
+
+/// `--init`: stay as PID 1, run the command as PID 2, forward signals to it, reap every
+/// orphan that the kernel reparents to us, and exit with the command's status.
+fn run_init(p: &Process) -> Result<()> {
+    let mut set = forwarded_set();
+    set.add(Signal::SIGCHLD);
+    set.thread_block().ctx(|| "block signals")?;
+    // SAFETY: single-threaded; the child only calls exec_process.
+    match unsafe { nix::unistd::fork() }.ctx(|| "fork")? {
+        nix::unistd::ForkResult::Child => {
+            let _ = set.thread_unblock();
+            let e = exec_process(p).unwrap_err();
+            let _ = writeln!(std::io::stderr(), "box-spawn: {e}");
+            let code = match e.kind() {
+                Kind::NotExecutable => 126,
+                Kind::CommandNotFound => 127,
+                _ => 125,
+            };
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            close_fds_from(3);
+            // Not dumpable: no process in the container may open /proc/1/exe, the host's
+            // box-spawn binary (runc CVE-2019-5736).
+            // SAFETY: integer-only prctl.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
+            explain!("init: PID 1 reaps zombies and forwards signals to pid {child}");
+            let code = supervise(child, &set)?;
+            unsafe { libc::_exit(code) };
+        }
+    }
+}
+
+/// Become the configured user, with the configured capabilities, in the working directory,
+/// then execve. Returns only on failure.
+fn exec_process(p: &Process) -> Result<()> {
+    let path = find_executable(&p.args[0], &p.env)?;
+    let argv: Vec<CString> = p.args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+    let envp: Vec<CString> = p.env.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+
+    if let Some(c) = &p.capabilities {
+        caps::drop_bounding(c)?;
+    }
+    let u = &p.user;
+    let groups: Vec<nix::unistd::Gid> = u.additional_gids.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    explain!("setgroups({:?}); setresgid({2}); setresuid({1})", u.additional_gids, u.uid, u.gid);
+    nix::unistd::setgroups(&groups).ctx(|| "setgroups")?;
+    let gid = nix::unistd::Gid::from_raw(u.gid);
+    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setresgid {}", u.gid))?;
+    let uid = nix::unistd::Uid::from_raw(u.uid);
+    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("setresuid {}", u.uid))?;
+    if let Some(c) = &p.capabilities {
+        caps::apply_sets(c)?;
+    }
+    if let Some(mask) = u.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    if p.no_new_privileges {
+        explain!("prctl(PR_SET_NO_NEW_PRIVS, 1): execve can never grant more privilege");
+        // SAFETY: integer-only prctl.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
+            return Err(Error::io("prctl(PR_SET_NO_NEW_PRIVS)", std::io::Error::last_os_error()));
+        }
+    }
+    // No descriptor but 0, 1, 2 (and the close-on-exec error pipe) may be open while we
+    // change directory: a leaked host directory would let cwd=/proc/self/fd/N escape
+    // (runc CVE-2024-21626).
+    close_fds_except_cloexec();
+    explain!("chdir({:?})", p.cwd);
+    nix::unistd::chdir(p.cwd.as_str()).ctx(|| format!("chdir to the working directory {}", p.cwd))?;
+    let cwd = std::env::current_dir().ctx(|| "getcwd")?;
+    if !cwd.starts_with("/") || cwd.to_string_lossy().starts_with("(unreachable)") {
+        return Err(Error::invalid(format!("working directory {} is outside the container", p.cwd)));
+    }
+    explain!("execve({:?}, {:?})", path, p.args);
+    let e = nix::unistd::execve(&cstring(&path.to_string_lossy())?, &argv, &envp).unwrap_err();
+    let kind = match e {
+        nix::errno::Errno::ENOENT => Kind::CommandNotFound,
+        nix::errno::Errno::EACCES | nix::errno::Errno::ENOEXEC | nix::errno::Errno::EPERM => Kind::NotExecutable,
+        _ => Kind::System,
+    };
+    Err(Error::new(kind, format!("exec {}: {}", p.args[0], e.desc())))
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::invalid(format!("{s:?} holds a NUL byte")))
+}
+
+/// Search the container's PATH (from its environment) the way execvp does.
+fn find_executable(cmd: &str, env: &[String]) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if cmd.contains('/') {
+        let p = PathBuf::from(cmd);
+        return match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(p),
+            Ok(_) => Err(Error::new(Kind::NotExecutable, format!("exec {cmd}: not an executable file"))),
+            Err(_) => Err(Error::new(Kind::CommandNotFound, format!("exec {cmd}: no such file in the container"))),
+        };
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut found_non_exec = None;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(cmd);
+        if let Ok(m) = std::fs::metadata(&p) {
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return Ok(p);
+            }
+            found_non_exec.get_or_insert(p);
+        }
+    }
+    match found_non_exec {
+        Some(p) => Err(Error::new(Kind::NotExecutable, format!("exec {cmd}: {} is not executable", p.display()))),
+        None => Err(Error::new(Kind::CommandNotFound, format!("exec {cmd}: not found in the container's PATH ({path})"))),
+    }
+}
+
+fn set_rlimits(p: &Process) -> Result<()> {
+    for r in &p.rlimits {
+        let res = match r.kind.as_str() {
+            "RLIMIT_CPU" => libc::RLIMIT_CPU,
+            "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+            "RLIMIT_DATA" => libc::RLIMIT_DATA,
+            "RLIMIT_STACK" => libc::RLIMIT_STACK,
+            "RLIMIT_CORE" => libc::RLIMIT_CORE,
+            "RLIMIT_RSS" => libc::RLIMIT_RSS,
+            "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+            "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+            "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+            "RLIMIT_AS" => libc::RLIMIT_AS,
+            "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+            "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+            "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+            "RLIMIT_NICE" => libc::RLIMIT_NICE,
+            "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+            "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+            other => return Err(Error::invalid(format!("unknown rlimit {other:?}"))),
+        };
+        let lim = libc::rlimit { rlim_cur: r.soft as libc::rlim_t, rlim_max: r.hard as libc::rlim_t };
+        // SAFETY: a valid rlimit struct.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            return Err(Error::io(format!("setrlimit {}", r.kind), std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// Bring up `lo` in the new network namespace, as `docker run --network none` does.
+fn loopback_up() {
+    // SAFETY: an ioctl on a socket we own, with a zeroed ifreq naming "lo".
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return;
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr) == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+        }
+        libc::close(s);
+    }
+}
+
+/// Close every descriptor from `first` on.
+fn close_fds_from(first: u32) {
+    // SAFETY: close_range(2) on our own descriptor table.
+    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+}
+
+/// Close every descriptor above 2 that is not already close-on-exec.
+fn close_fds_except_cloexec() {
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|&fd| fd > 2) {
+        // SAFETY: inspecting and closing descriptors of this process only.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            unsafe { libc::close(fd) };
+        }
+    }
+}
