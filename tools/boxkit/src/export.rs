@@ -92,7 +92,7 @@ impl<W: Write> Walker<W> {
                         .ctx(|| format!("write {}", at()))?;
                 }
                 libc::S_IFLNK => {
-                    let target = readlinkat(dir.as_raw_fd(), &name).ctx(|| format!("readlink {}", at()))?;
+                    let target = fsroot::readlinkat(dir.as_raw_fd(), &name).ctx(|| format!("readlink {}", at()))?;
                     self.tar.append(&meta_from_stat(path.clone(), &st, Kind::Symlink(target), xattrs), None).ctx(|| format!("write {}", at()))?;
                 }
                 libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
@@ -127,16 +127,4 @@ fn meta_from_stat(path: Vec<u8>, st: &libc::stat, kind: Kind, xattrs: Vec<(std::
         mtime_nsec: 0,
         xattrs,
     }
-}
-
-fn readlinkat(dirfd: i32, name: &OsStr) -> std::io::Result<Vec<u8>> {
-    let c = std::ffi::CString::new(name.as_bytes()).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: buf is large enough for any link target (PATH_MAX).
-    let n = unsafe { libc::readlinkat(dirfd, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
 }

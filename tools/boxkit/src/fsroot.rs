@@ -94,8 +94,14 @@ impl Root {
     }
 
     /// Open directory `p` inside the root for `*at` calls; with `create`, make missing
-    /// directories (mode 0755, owned by root) on the way, as tar does.
+    /// directories (mode 0755, owned by root) on the way, as tar does. A symlink on the way
+    /// whose target is missing is followed (inside the root) and its target created, as
+    /// `mkdir -p` run in a chroot would.
     pub fn dir(&self, p: &CleanPath, create: bool) -> Result<OwnedFd> {
+        self.dir_depth(p, create, 0)
+    }
+
+    fn dir_depth(&self, p: &CleanPath, create: bool, depth: u32) -> Result<OwnedFd> {
         let flags = libc::O_PATH | libc::O_DIRECTORY;
         match self.open_in(p, flags) {
             Ok(fd) => return Ok(fd),
@@ -109,10 +115,20 @@ impl Root {
             fd = match self.open_in(&next, flags) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    if lstatat(fd.as_raw_fd(), c).is_ok() {
-                        return Err(Error::invalid(format!(
-                            "{next} is a symlink whose target does not exist inside the root"
-                        )));
+                    if let Ok(target) = readlinkat(fd.as_raw_fd(), c) {
+                        if depth >= 40 {
+                            return Err(Error::invalid(format!("{next}: too many levels of symlinks")));
+                        }
+                        // Re-resolve with the link replaced by its target, relative to the
+                        // link's directory (or to the root, for an absolute target).
+                        let mut joined = if target.first() == Some(&b'/') { Vec::new() } else { cur.to_path().into_os_string().into_vec() };
+                        joined.push(b'/');
+                        joined.extend_from_slice(&target);
+                        for rest in &p.components()[cur.components().len() + 1..] {
+                            joined.push(b'/');
+                            joined.extend_from_slice(rest.as_bytes());
+                        }
+                        return self.dir_depth(&CleanPath::new(&joined), create, depth + 1);
                     }
                     mkdirat(fd.as_raw_fd(), c, 0o755).ctx(|| format!("create directory {next}"))?;
                     self.open_in(&next, flags).ctx(|| format!("directory {next}"))?
@@ -179,6 +195,18 @@ pub fn create_file(dirfd: RawFd, name: &OsStr, mode: u32) -> io::Result<std::fs:
         unsafe { OwnedFd::from_raw_fd(fd) }
     };
     Ok(std::fs::File::from(fd))
+}
+
+pub fn readlinkat(dirfd: RawFd, name: &OsStr) -> io::Result<Vec<u8>> {
+    let c = cstr(name)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: the buffer holds PATH_MAX bytes, the most a link target can be.
+    let n = unsafe { libc::readlinkat(dirfd, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
 }
 
 pub fn mkdirat(dirfd: RawFd, name: &OsStr, mode: u32) -> io::Result<()> {
@@ -370,9 +398,13 @@ mod tests {
         mkdirat(d.as_raw_fd(), OsStr::new("leaf"), 0o755).unwrap();
         let d = r.dir(&CleanPath::new(b"up/etc"), true).unwrap();
         mkdirat(d.as_raw_fd(), OsStr::new("leaf2"), 0o755).unwrap();
-        let err = r.dir(&CleanPath::new(b"dangling/x"), true).unwrap_err();
-        assert!(err.to_string().contains("does not exist inside the root"), "{err}");
+        // A dangling link is followed inside the root and its target created there.
+        r.dir(&CleanPath::new(b"dangling/x"), true).unwrap();
+        assert!(root.join(outside.path().strip_prefix("/").unwrap()).join("x").is_dir());
         assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none(), "escaped the root");
+        std::os::unix::fs::symlink("loop2", root.join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", root.join("loop2")).unwrap();
+        assert!(r.dir(&CleanPath::new(b"loop1/x"), true).is_err());
         assert!(root.join("etc/new/leaf").is_dir());
         assert!(root.join("etc/leaf2").is_dir());
     }

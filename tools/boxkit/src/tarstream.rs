@@ -63,13 +63,19 @@ pub fn read_meta<R: Read>(e: &mut tar::Entry<R>) -> Result<Option<Meta>> {
         T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => return Ok(None),
         other => return Err(Error::invalid(format!("unsupported tar entry type {other:?}"))),
     };
+    // An empty numeric field reads as 0, as Go's archive/tar (and so Docker) reads it.
+    let old = h.as_old();
+    let num = |v: io::Result<u64>, field: &[u8], what: &str| match v {
+        Err(_) if field.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        v => v.map_err(|x| bad(what, x)),
+    };
     let mut m = Meta {
         path: e.path_bytes().into_owned(),
         kind,
-        mode: h.mode().map_err(|x| bad("mode", x))? & 0o7777,
-        uid: h.uid().map_err(|x| bad("uid", x))? as u32,
-        gid: h.gid().map_err(|x| bad("gid", x))? as u32,
-        mtime: h.mtime().map_err(|x| bad("mtime", x))? as i64,
+        mode: num(h.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777,
+        uid: num(h.uid(), &old.uid, "uid")? as u32,
+        gid: num(h.gid(), &old.gid, "gid")? as u32,
+        mtime: num(h.mtime(), &old.mtime, "mtime")? as i64,
         mtime_nsec: 0,
         size: e.size(),
         xattrs: Vec::new(),
@@ -279,6 +285,20 @@ mod tests {
         assert_eq!(s, "abc");
         let e = it.next().unwrap().unwrap();
         assert_eq!(e.link_name_bytes().unwrap().as_ref(), long.as_bytes());
+    }
+
+    #[test]
+    fn empty_numeric_fields_read_as_zero() {
+        let mut h = tar::Header::new_ustar();
+        h.set_path("f").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 1024]);
+        let mut ar = tar::Archive::new(&bytes[..]);
+        let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+        let m = read_meta(&mut e).unwrap().unwrap();
+        assert_eq!((m.uid, m.gid, m.mtime), (0, 0, 0));
     }
 
     #[test]

@@ -1,0 +1,16 @@
+//! boxkit's integration tests: the built `box-*` binaries driven end to end, compared with
+//! runc, crun, umoci and skopeo, and attacked with the hostile layers of THREATS.md.
+//! Run as root, after `cargo build --workspace` (tests/run.sh does both).
+
+mod support;
+
+mod book;
+mod cli;
+mod export;
+mod import;
+mod interop;
+mod lessons;
+mod spawn;
+mod tree;
+mod threats;
+mod unpack;
