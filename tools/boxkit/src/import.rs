@@ -219,6 +219,7 @@ fn index_entries(spool: &std::fs::File) -> Result<Records> {
         let offset = entry.raw_file_position();
         map.insert(WalkOrder(path), Record { meta, offset });
     }
+    tarstream::expect_only_padding(archive.into_inner())?;
     Ok(Records(map, linked))
 }
 

@@ -52,17 +52,7 @@ pub fn apply(root: &Root, tar: impl Read) -> Result<ApplyStats> {
                 .map_err(|e| e.context(format!("entry {:?}", String::from_utf8_lossy(&name))))?;
         }
     }
-    // After the end-of-archive blocks only zero padding may follow.
-    let mut rest = archive.into_inner();
-    loop {
-        let n = rest.read(&mut buf).map_err(|e| Error::io("read tar", e))?;
-        if n == 0 {
-            break;
-        }
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Err(Error::invalid("tar has trailing data after its end-of-archive marker"));
-        }
-    }
+    tarstream::expect_only_padding(archive.into_inner())?;
     a.finish()?;
     Ok(a.stats)
 }

@@ -102,6 +102,21 @@ pub fn read_meta<R: Read>(e: &mut tar::Entry<R>) -> Result<Option<Meta>> {
     Ok(Some(m))
 }
 
+/// After the end-of-archive blocks only zero padding may follow; anything else means the
+/// stream is not the tar it claims to be.
+pub fn expect_only_padding(mut rest: impl Read) -> Result<()> {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = rest.read(&mut buf).map_err(|e| Error::io("read tar", e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(Error::invalid("tar has trailing data after its end-of-archive marker"));
+        }
+    }
+}
+
 /// PAX times are decimal seconds with an optional fraction: `1700000000.123456789`.
 fn parse_pax_time(v: &[u8]) -> Option<(i64, i64)> {
     let s = std::str::from_utf8(v).ok()?;
