@@ -51,6 +51,7 @@ fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> io::Result<()> 
     Ok(())
 }
 
+// ANCHOR: drop_bounding
 /// Step 1, while still fully privileged: drop everything outside `bounding` from the bounding
 /// set (no later execve can ever regain it), and ask to keep capabilities across setuid.
 pub fn drop_bounding(caps: &Capabilities) -> Result<()> {
@@ -63,6 +64,7 @@ pub fn drop_bounding(caps: &Capabilities) -> Result<()> {
     explain!("prctl(PR_CAPBSET_DROP, …) for all but {} capabilities", caps.bounding.len());
     prctl(libc::PR_SET_KEEPCAPS, 1, 0).map_err(|e| Error::io("prctl(PR_SET_KEEPCAPS)", e))
 }
+// ANCHOR_END: drop_bounding
 
 #[repr(C)]
 struct CapHeader {
@@ -78,6 +80,7 @@ struct CapData {
 }
 const CAP_V3: u32 = 0x2008_0522;
 
+// ANCHOR: apply_sets
 /// Step 2, after the uid change: set the effective, permitted and inheritable sets with
 /// capset(2), and raise the ambient ones.
 pub fn apply_sets(caps: &Capabilities) -> Result<()> {
@@ -103,6 +106,7 @@ pub fn apply_sets(caps: &Capabilities) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: apply_sets
 
 #[cfg(test)]
 mod tests {

@@ -19,10 +19,12 @@ pub struct Digest {
 }
 
 impl Digest {
+    // ANCHOR: digest_of
     /// The digest of some bytes held in memory (manifests, configs).
     pub fn of(bytes: &[u8]) -> Digest {
         Digest::from_hasher(Sha256::new_with_prefix(bytes))
     }
+    // ANCHOR_END: digest_of
 
     fn from_hasher(h: Sha256) -> Digest {
         let out = h.finalize();
@@ -87,6 +89,7 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+// ANCHOR: hashing_writer
 /// Hashes and counts everything written through it.
 pub struct HashingWriter<W> {
     inner: W,
@@ -115,6 +118,7 @@ impl<W: Write> Write for HashingWriter<W> {
         self.inner.flush()
     }
 }
+// ANCHOR_END: hashing_writer
 
 /// Hashes and counts everything read through it.
 pub struct HashingReader<R> {

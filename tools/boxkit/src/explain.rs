@@ -11,11 +11,13 @@ use std::sync::OnceLock;
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static SINK: OnceLock<Box<dyn Fn(&str) + Send + Sync>> = OnceLock::new();
 
+// ANCHOR: explain_enable
 /// Turn narration on; every step is handed to `sink` as one line.
 pub fn enable(sink: Box<dyn Fn(&str) + Send + Sync>) {
     let _ = SINK.set(sink);
     ENABLED.store(true, Ordering::Relaxed);
 }
+// ANCHOR_END: explain_enable
 
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
@@ -28,6 +30,7 @@ pub fn emit(line: std::fmt::Arguments<'_>) {
     }
 }
 
+// ANCHOR: explain_macro
 /// Narrate one step: `explain!("pivot_root(\".\", \".\")")`.
 #[macro_export]
 macro_rules! explain {
@@ -37,6 +40,7 @@ macro_rules! explain {
         }
     };
 }
+// ANCHOR_END: explain_macro
 
 /// A size in the units a person reads: `1.2 MiB`.
 pub fn human_size(n: u64) -> String {

@@ -20,6 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+// ANCHOR: export_fn
 /// Write the tree at `rootfs` as a tar stream to `out`.
 pub fn export(rootfs: &Path, out: impl Write) -> Result<u64> {
     let root = open_raw(libc::AT_FDCWD, rootfs.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY)
@@ -35,6 +36,7 @@ pub fn export(rootfs: &Path, out: impl Write) -> Result<u64> {
     explain!("{} entries written", w.count);
     Ok(w.count)
 }
+// ANCHOR_END: export_fn
 
 struct Walker<W: Write> {
     tar: TarWriter<W>,
@@ -42,6 +44,7 @@ struct Walker<W: Write> {
     count: u64,
 }
 
+// ANCHOR: walker
 impl<W: Write> Walker<W> {
     fn dir(&mut self, dir: &OwnedFd, prefix: &[u8]) -> Result<()> {
         let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
@@ -114,7 +117,9 @@ impl<W: Write> Walker<W> {
         Ok(())
     }
 }
+// ANCHOR_END: walker
 
+// ANCHOR: meta_from_stat
 fn meta_from_stat(path: Vec<u8>, st: &libc::stat, kind: Kind, xattrs: Vec<(std::ffi::OsString, Vec<u8>)>) -> Meta {
     Meta {
         path,
@@ -128,3 +133,4 @@ fn meta_from_stat(path: Vec<u8>, st: &libc::stat, kind: Kind, xattrs: Vec<(std::
         xattrs,
     }
 }
+// ANCHOR_END: meta_from_stat

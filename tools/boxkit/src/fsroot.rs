@@ -26,6 +26,7 @@ pub struct Root {
 pub struct CleanPath(Vec<OsString>);
 
 impl CleanPath {
+    // ANCHOR: clean_path_new
     /// Clean a name as if it were rooted at `/` (as containerd and Docker do): `..` at the top
     /// stays at the top, so `../x`, `/../x` and `a/../../x` all mean `/x`.
     pub fn new(name: &[u8]) -> CleanPath {
@@ -41,6 +42,7 @@ impl CleanPath {
         }
         CleanPath(out)
     }
+    // ANCHOR_END: clean_path_new
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
@@ -87,12 +89,15 @@ impl Root {
         self.fd.as_raw_fd()
     }
 
+    // ANCHOR: open_in
     /// Open `p` inside the root (symlinks followed, but never out of the root).
     pub fn open_in(&self, p: &CleanPath, flags: i32) -> io::Result<OwnedFd> {
         let rel = if p.is_root() { OsString::from(".") } else { p.to_path().into_os_string() };
         openat2(self.fd(), &rel, flags | libc::O_CLOEXEC, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS)
     }
+    // ANCHOR_END: open_in
 
+    // ANCHOR: root_dir
     /// Open directory `p` inside the root for `*at` calls; with `create`, make missing
     /// directories (mode 0755, owned by root) on the way, as tar does. A symlink on the way
     /// whose target is missing is followed (inside the root) and its target created, as
@@ -100,6 +105,7 @@ impl Root {
     pub fn dir(&self, p: &CleanPath, create: bool) -> Result<OwnedFd> {
         self.dir_depth(p, create, 0)
     }
+    // ANCHOR_END: root_dir
 
     fn dir_depth(&self, p: &CleanPath, create: bool, depth: u32) -> Result<OwnedFd> {
         let flags = libc::O_PATH | libc::O_DIRECTORY;
@@ -159,6 +165,7 @@ pub fn open_raw(dirfd: RawFd, name: &OsStr, flags: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+// ANCHOR: openat2
 /// openat2(2) with a resolve mask.
 pub fn openat2(dirfd: RawFd, name: &OsStr, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
     let c = cstr(name)?;
@@ -180,6 +187,7 @@ pub fn openat2(dirfd: RawFd, name: &OsStr, flags: i32, resolve: u64) -> io::Resu
         }
     }
 }
+// ANCHOR_END: openat2
 
 /// Create a file exclusively, never through a symlink.
 pub fn create_file(dirfd: RawFd, name: &OsStr, mode: u32) -> io::Result<std::fs::File> {
@@ -336,6 +344,7 @@ pub fn remove_all_at(dirfd: RawFd, name: &OsStr) -> io::Result<()> {
     }
 }
 
+// ANCHOR: list_dir
 /// The names in an open directory (without `.` and `..`), sorted bytewise.
 pub fn list_dir(fd: RawFd) -> io::Result<Vec<OsString>> {
     // Duplicate: closedir closes the descriptor it was given.
@@ -366,6 +375,7 @@ pub fn list_dir(fd: RawFd) -> io::Result<Vec<OsString>> {
     names.sort();
     Ok(names)
 }
+// ANCHOR_END: list_dir
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,7 @@ struct Record {
     offset: u64,
 }
 
+// ANCHOR: import_fn
 /// Import a root filesystem tar from `input`, tag it `reference`, and return the manifest's
 /// descriptor.
 pub fn import(store: &Store, input: impl Read + Send + 'static, reference: &Reference, opts: &ImportOptions) -> Result<Descriptor> {
@@ -133,6 +134,7 @@ pub fn import(store: &Store, input: impl Read + Send + 'static, reference: &Refe
     store.tag(reference, &desc)?;
     Ok(desc)
 }
+// ANCHOR_END: import_fn
 
 fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
@@ -147,6 +149,7 @@ fn normalize(name: &[u8]) -> Vec<u8> {
     p.components().iter().map(|c| c.as_bytes()).collect::<Vec<_>>().join(&b'/')
 }
 
+// ANCHOR: walk_order
 /// The order of a depth-first walk with sorted names: compare component by component.
 #[derive(PartialEq, Eq)]
 struct WalkOrder(Vec<u8>);
@@ -158,6 +161,7 @@ impl Ord for WalkOrder {
         key(&self.0).cmp(&key(&other.0))
     }
 }
+// ANCHOR_END: walk_order
 impl PartialOrd for WalkOrder {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))

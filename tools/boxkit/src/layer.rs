@@ -25,8 +25,10 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 
+// ANCHOR: whiteout_names
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+// ANCHOR_END: whiteout_names
 
 /// What one layer did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -67,6 +69,7 @@ struct Applier<'r> {
 }
 
 impl Applier<'_> {
+    // ANCHOR: layer_entry
     fn entry(&mut self, data: &mut impl Read, meta: &Meta, buf: &mut [u8]) -> Result<()> {
         self.stats.entries += 1;
         let path = CleanPath::new(&meta.path);
@@ -151,6 +154,7 @@ impl Applier<'_> {
         self.mark_written(&path);
         Ok(())
     }
+    // ANCHOR_END: layer_entry
 
     fn mark_written(&mut self, path: &CleanPath) {
         let mut p = path.clone();
@@ -159,6 +163,7 @@ impl Applier<'_> {
         }
     }
 
+    // ANCHOR: whiteout
     fn whiteout(&mut self, marker: &CleanPath, target: &[u8]) -> Result<()> {
         self.stats.whiteouts += 1;
         let dir = marker.parent();
@@ -184,7 +189,9 @@ impl Applier<'_> {
         explain!("whiteout {marker}: delete {victim} of lower layers");
         self.hide_lower(&victim)
     }
+    // ANCHOR_END: whiteout
 
+    // ANCHOR: hide_lower
     /// Remove what lower layers put at `p`, keeping whatever this layer wrote.
     fn hide_lower(&mut self, p: &CleanPath) -> Result<()> {
         let Some(name) = p.file_name() else { return Ok(()) };
@@ -204,6 +211,7 @@ impl Applier<'_> {
         }
         Ok(())
     }
+    // ANCHOR_END: hide_lower
 
     fn finish(&mut self) -> Result<()> {
         for (path, (s, ns)) in self.dir_times.drain(..).rev() {

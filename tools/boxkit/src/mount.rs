@@ -19,6 +19,7 @@ use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+// ANCHOR: make_private
 /// Make every mount in this (new) mount namespace private: nothing done from now on
 /// propagates back to the host.
 pub fn make_private() -> Result<()> {
@@ -33,6 +34,7 @@ pub fn bind_self(rootfs: &Path) -> Result<()> {
     mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .ctx(|| format!("bind {} onto itself", rootfs.display()))
 }
+// ANCHOR_END: make_private
 
 /// Split `["nosuid","ro","mode=755"]` into mount flags and the data string.
 fn parse_options(opts: &[String]) -> (MsFlags, Vec<String>, bool) {
@@ -117,6 +119,7 @@ fn remount_bind(target: &str, flags: MsFlags) -> nix::Result<()> {
     mount(None::<&str>, target, None::<&str>, flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
 }
 
+// ANCHOR: mount_target
 /// Find (or create) a mount point inside the root. With `strict`, no symlink may appear
 /// anywhere in the path.
 fn mount_target(root: &Root, dest: &CleanPath, file: bool, strict: bool) -> Result<OwnedFd> {
@@ -153,6 +156,7 @@ fn mount_target(root: &Root, dest: &CleanPath, file: bool, strict: bool) -> Resu
         Err(e) => Err(Error::io(format!("mount point {dest}"), e)),
     }
 }
+// ANCHOR_END: mount_target
 
 /// The devices every container gets (OCI runtime spec, "Default Devices"), made in the fresh
 /// /dev tmpfs, plus the usual symlinks into /proc.
@@ -195,6 +199,7 @@ pub fn populate_dev(root: &Root) -> Result<()> {
     Ok(())
 }
 
+// ANCHOR: pivot_root
 /// Switch the root: `pivot_root(".", ".")` stacks the old root on top of the new one at `/`,
 /// and a lazy unmount of `.` then detaches it, so no path leads back to the host.
 pub fn pivot_root(rootfs: &Path) -> Result<()> {
@@ -207,7 +212,9 @@ pub fn pivot_root(rootfs: &Path) -> Result<()> {
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the old root")?;
     nix::unistd::chdir("/").ctx(|| "chdir /")
 }
+// ANCHOR_END: pivot_root
 
+// ANCHOR: mask_paths
 /// Hide paths (runc's masked paths): a file gets /dev/null bound over it, a directory an
 /// empty read-only tmpfs. Called after pivot_root, on the container's own /proc and /sys.
 pub fn mask_paths(paths: &[String]) -> Result<()> {
@@ -238,6 +245,7 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
     explain!("read-only: {}", paths.join(" "));
     Ok(())
 }
+// ANCHOR_END: mask_paths
 
 /// Remount the container's root read-only (`root.readonly` in config.json).
 pub fn readonly_root() -> Result<()> {

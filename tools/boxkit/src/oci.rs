@@ -62,6 +62,7 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+// ANCHOR: descriptor
 /// A pointer to a blob: what it is, its digest and its size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,6 +79,7 @@ pub struct Descriptor {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+// ANCHOR_END: descriptor
 
 impl Descriptor {
     pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
@@ -97,6 +99,7 @@ impl Descriptor {
     }
 }
 
+// ANCHOR: manifest
 /// An image manifest: one config and the layers, base first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -111,6 +114,7 @@ pub struct Manifest {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+// ANCHOR_END: manifest
 
 /// An image index (or Docker manifest list): manifests per platform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +167,7 @@ pub struct RunConfig {
     pub extra: Map<String, Value>,
 }
 
+// ANCHOR: image_config
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RootFs {
     #[serde(rename = "type")]
@@ -203,6 +208,7 @@ pub struct ImageConfig {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+// ANCHOR_END: image_config
 
 /// The OCI name of the machine this runs on (`amd64`, `arm64` …), from Rust's.
 pub fn host_architecture() -> &'static str {
@@ -235,6 +241,7 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+// ANCHOR: source_date_epoch
 /// The creation time for new images: `$SOURCE_DATE_EPOCH` when set (reproducible builds),
 /// otherwise the epoch itself, so the same input always gives the same image digest.
 pub fn source_date_epoch() -> Result<i64> {
@@ -246,12 +253,15 @@ pub fn source_date_epoch() -> Result<i64> {
         _ => Ok(0),
     }
 }
+// ANCHOR_END: source_date_epoch
 
+// ANCHOR: canonical_json
 /// Serialize a document canonically: keys in the order the struct declares, no spaces.
 /// The same document always gives the same bytes, so the same digest.
 pub fn to_canonical_json<T: Serialize>(doc: &T) -> Vec<u8> {
     serde_json::to_vec(doc).expect("serializing an in-memory document cannot fail")
 }
+// ANCHOR_END: canonical_json
 
 /// Parse a JSON document, naming what it was on failure.
 pub fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T> {

@@ -149,6 +149,7 @@ impl FromStr for Reference {
     }
 }
 
+// ANCHOR: split_domain
 /// Docker's rule: the first component names a registry only if it holds '.' or ':' or is
 /// `localhost` (or has an uppercase letter, which a repository never may).
 fn split_domain(name: &str) -> (Option<String>, &str) {
@@ -164,6 +165,7 @@ fn split_domain(name: &str) -> (Option<String>, &str) {
         _ => (None, name),
     }
 }
+// ANCHOR_END: split_domain
 
 fn valid_tag(t: &str) -> bool {
     let b = t.as_bytes();
@@ -245,6 +247,7 @@ mod tests {
         Reference::parse(s).unwrap().to_string()
     }
 
+    // ANCHOR: normalize_examples
     #[test]
     fn normalizes_like_docker() {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
@@ -259,6 +262,7 @@ mod tests {
         assert_eq!(norm(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
         assert_eq!(norm(&format!("busybox:1@{d}")), format!("docker.io/library/busybox:1@{d}"));
     }
+    // ANCHOR_END: normalize_examples
 
     #[test]
     fn parts() {

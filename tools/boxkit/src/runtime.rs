@@ -18,6 +18,7 @@ use std::path::Path;
 
 pub const OCI_VERSION: &str = "1.2.0";
 
+// ANCHOR: spec_struct
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Spec {
@@ -35,6 +36,7 @@ pub struct Spec {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+// ANCHOR_END: spec_struct
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -129,6 +131,7 @@ pub struct Namespace {
     pub path: Option<String>,
 }
 
+// ANCHOR: runtime_defaults
 /// Docker's default capability set (moby `oci/caps/defaults.go`).
 pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_CHOWN",
@@ -163,6 +166,7 @@ pub const MASKED_PATHS: [&str; 10] = [
 
 /// runc's default read-only paths.
 pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+// ANCHOR_END: runtime_defaults
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -175,6 +179,7 @@ fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
     }
 }
 
+// ANCHOR: default_mounts
 /// The mounts `runc spec` writes (less the cgroup mount, which needs a cgroup namespace).
 pub fn default_mounts() -> Vec<Mount> {
     vec![
@@ -186,7 +191,9 @@ pub fn default_mounts() -> Vec<Mount> {
         mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
     ]
 }
+// ANCHOR_END: default_mounts
 
+// ANCHOR: spec_from_image
 /// Write a runtime config for an image whose root filesystem is at `rootfs`.
 /// The image's `User` is resolved against the image's own `/etc/passwd` and `/etc/group`.
 pub fn spec_from_image(config: &ImageConfig, rootfs: &Path, hostname: &str) -> Result<Spec> {
@@ -256,6 +263,7 @@ pub fn spec_from_image(config: &ImageConfig, rootfs: &Path, hostname: &str) -> R
         extra: Map::new(),
     })
 }
+// ANCHOR_END: spec_from_image
 
 /// Read and check a bundle's config.json.
 pub fn load(bundle: &Path) -> Result<Spec> {

@@ -60,6 +60,7 @@ fn forwarded_set() -> SigSet {
     s
 }
 
+// ANCHOR: clone_flags
 /// The namespace flags config.json asks for.
 fn clone_flags(spec: &Spec) -> Result<CloneFlags> {
     let mut flags = CloneFlags::empty();
@@ -83,7 +84,9 @@ fn clone_flags(spec: &Spec) -> Result<CloneFlags> {
     }
     Ok(flags)
 }
+// ANCHOR_END: clone_flags
 
+// ANCHOR: spawn_fn
 /// Run the bundle's process; returns its exit status (128+N when killed by signal N).
 pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     let bundle = std::fs::canonicalize(bundle).ctx(|| format!("bundle {}", bundle.display()))?;
@@ -150,7 +153,9 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     let _ = old_mask.thread_set_mask();
     status
 }
+// ANCHOR_END: spawn_fn
 
+// ANCHOR: supervise
 /// Forward signals to `child` and wait for it; its status becomes ours.
 fn supervise(child: Pid, blocked: &SigSet) -> Result<i32> {
     loop {
@@ -171,6 +176,7 @@ fn supervise(child: Pid, blocked: &SigSet) -> Result<i32> {
         }
     }
 }
+// ANCHOR_END: supervise
 
 fn flag_names(f: CloneFlags) -> String {
     let names = [
@@ -184,6 +190,7 @@ fn flag_names(f: CloneFlags) -> String {
     names.iter().filter(|(x, _)| f.contains(*x)).map(|(_, n)| *n).collect::<Vec<_>>().join("|")
 }
 
+// ANCHOR: child
 /// Everything the child does, in order. Returns only on failure.
 fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOptions) -> Result<()> {
     // Die with box-spawn: a container must not outlive the process that supervises it.
@@ -218,7 +225,9 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
     }
     exec_process(p)
 }
+// ANCHOR_END: child
 
+// ANCHOR: run_init
 /// `--init`: stay as PID 1, run the command as PID 2, forward signals to it, reap every
 /// orphan that the kernel reparents to us, and exit with the command's status.
 fn run_init(p: &Process) -> Result<()> {
@@ -250,7 +259,9 @@ fn run_init(p: &Process) -> Result<()> {
         }
     }
 }
+// ANCHOR_END: run_init
 
+// ANCHOR: exec_process
 /// Become the configured user, with the configured capabilities, in the working directory,
 /// then execve. Returns only on failure.
 fn exec_process(p: &Process) -> Result<()> {
@@ -301,6 +312,7 @@ fn exec_process(p: &Process) -> Result<()> {
     };
     Err(Error::new(kind, format!("exec {}: {}", p.args[0], e.desc())))
 }
+// ANCHOR_END: exec_process
 
 fn cstring(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid(format!("{s:?} holds a NUL byte")))

@@ -41,6 +41,7 @@ pub struct Store {
     dir: PathBuf,
 }
 
+// ANCHOR: image_struct
 /// An image found in a store: its manifest descriptor, manifest and config.
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -48,6 +49,7 @@ pub struct Image {
     pub manifest: Manifest,
     pub config: ImageConfig,
 }
+// ANCHOR_END: image_struct
 
 impl Store {
     /// Open an existing layout (made by boxkit, skopeo, umoci, buildah …).
@@ -143,6 +145,7 @@ impl Store {
         Ok(out)
     }
 
+    // ANCHOR: store_tag
     /// Name an image: its descriptor goes into `index.json` annotated with the full reference.
     /// An image that loses its last name stays in the index without one (dangling).
     pub fn tag(&self, reference: &Reference, manifest: &Descriptor) -> Result<()> {
@@ -168,6 +171,7 @@ impl Store {
         explain!("tag {name} -> {}", manifest.digest);
         Ok(())
     }
+    // ANCHOR_END: store_tag
 
     /// Find the descriptor an image name points at: the annotation exactly as written, then the
     /// normalized reference, then (for `name@sha256:…`) the manifest blob itself.
@@ -283,6 +287,7 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
+    // ANCHOR: blob_commit
     /// Finish the blob. With `expect`, a digest or size that differs is an error and the
     /// temporary file is removed; otherwise the blob is fsynced and renamed to its digest.
     pub fn commit(self, expect: Option<(&Digest, u64)>) -> Result<(Digest, u64)> {
@@ -307,6 +312,7 @@ impl BlobWriter {
         explain!("write blobs/sha256/{}… ({}, verified)", &digest.hex()[..12], human_size(size));
         Ok((digest, size))
     }
+    // ANCHOR_END: blob_commit
 }
 
 /// The platform of this machine, as an index names it.

@@ -11,6 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 
+// ANCHOR: kind_meta
 /// The kind of a tar entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -41,6 +42,7 @@ pub struct Meta {
     /// Extended attributes, sorted by name.
     pub xattrs: Vec<(OsString, Vec<u8>)>,
 }
+// ANCHOR_END: kind_meta
 
 /// Read the metadata of a tar entry, PAX records included. `None` for entries that only
 /// carry headers for others (global PAX headers).

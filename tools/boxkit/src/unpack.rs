@@ -36,6 +36,7 @@ pub fn apply_layers(store: &Store, image: &Image, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
+// ANCHOR: apply_blob
 /// Apply one layer blob, verifying its digest, size and DiffID as it streams.
 pub fn apply_blob(store: &Store, desc: &Descriptor, diff_id: &Digest, root: &Root) -> Result<layer::ApplyStats> {
     oci::layer_compression(&desc.media_type)?;
@@ -88,6 +89,7 @@ pub fn apply_blob(store: &Store, desc: &Descriptor, diff_id: &Digest, root: &Roo
     );
     Ok(stats)
 }
+// ANCHOR_END: apply_blob
 
 /// Write the bundle `bundle` (config.json + rootfs/) for an image. `bundle` must not exist.
 pub fn unpack_bundle(store: &Store, image: &Image, bundle: &Path) -> Result<()> {

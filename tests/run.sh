@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what a fresh Debian machine lacks (the peers the tests
+# compare against), builds every tool, runs the unit and integration tests, and builds the
+# book. Run as root: the tests create namespaces, mounts and device nodes.
+#
+#   bash tests/run.sh            # everything (this is what CI runs)
+#   BOXKIT_SKIP_BOOK=1 bash tests/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'tests/run.sh: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+    say "run as root: the tests create namespaces, mounts and device nodes"
+    exit 1
+fi
+
+# Debian packages: the peers (runc, crun, umoci, skopeo, docker-registry), the offline
+# busybox image, and the tools the fixture scripts and lessons use.
+packages=(busybox-static runc crun umoci skopeo docker-registry python3 tar gzip zstd jq util-linux iproute2 ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null; then
+    say "cargo is missing: install Rust (1.80 or newer) with rustup, then run this again"
+    exit 1
+fi
+
+cargo build --workspace --locked
+cargo test --workspace --locked
+
+if [ -z "${BOXKIT_SKIP_BOOK:-}" ]; then
+    if ! command -v mdbook >/dev/null; then
+        say "installing mdbook"
+        cargo install mdbook --locked --no-default-features --version '^0.5' >/dev/null 2>&1 ||
+            cargo install mdbook --locked --no-default-features
+    fi
+    mdbook build book
+fi
