@@ -242,3 +242,76 @@ fn copy(r: &mut impl Read, w: &mut impl Write, buf: &mut [u8]) -> io::Result<u64
         n += k as u64;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tarstream::{Kind, Meta, TarWriter};
+
+    fn entry(path: &str, kind: Kind, data: &[u8]) -> (Meta, Vec<u8>) {
+        let mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
+        let size = data.len() as u64;
+        (Meta { path: path.into(), kind, mode, uid: 0, gid: 0, mtime: 5, mtime_nsec: 0, size, xattrs: vec![] }, data.to_vec())
+    }
+
+    fn layer(entries: &[(Meta, Vec<u8>)]) -> Vec<u8> {
+        let mut w = TarWriter::new(Vec::new());
+        for (m, d) in entries {
+            w.append(m, Some(&mut &d[..])).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn whiteouts_apply_to_lower_layers_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        apply(&root, &layer(&[
+            entry("d", Kind::Dir, b""),
+            entry("d/old", Kind::File, b"1"),
+            entry("d/sub", Kind::Dir, b""),
+            entry("d/sub/deep", Kind::File, b"2"),
+            entry("gone", Kind::File, b"3"),
+        ])[..]).unwrap();
+        // Layer 2: opaque marker last, a file of its own under the opaque dir, a whiteout
+        // that follows a file of the same name in this layer.
+        let stats = apply(&root, &layer(&[
+            entry("d/new", Kind::File, b"4"),
+            entry("d/sub/kept", Kind::File, b"5"),
+            entry("gone", Kind::File, b"6"),
+            entry(".wh.gone", Kind::File, b""),
+            entry("d/.wh..wh..opq", Kind::File, b""),
+        ])[..]).unwrap();
+        assert_eq!(stats.whiteouts, 2);
+        assert_eq!(names(&t.path().join("d")), ["new", "sub"]);
+        assert_eq!(names(&t.path().join("d/sub")), ["kept"]);
+        assert_eq!(std::fs::read(t.path().join("gone")).unwrap(), b"6");
+    }
+
+    #[test]
+    fn a_file_replaces_a_directory_and_back() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        apply(&root, &layer(&[entry("x", Kind::Dir, b""), entry("x/in", Kind::File, b"a")])[..]).unwrap();
+        apply(&root, &layer(&[entry("x", Kind::File, b"file now")])[..]).unwrap();
+        assert_eq!(std::fs::read(t.path().join("x")).unwrap(), b"file now");
+        apply(&root, &layer(&[entry("x", Kind::Dir, b"")])[..]).unwrap();
+        assert!(t.path().join("x").is_dir() && names(&t.path().join("x")).is_empty());
+    }
+
+    #[test]
+    fn invalid_whiteouts_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        for bad in [".wh.", ".wh..", "a/.wh.."] {
+            let e = apply(&root, &layer(&[entry(bad, Kind::File, b"")])[..]).unwrap_err();
+            assert!(e.to_string().contains("invalid whiteout"), "{bad}: {e}");
+        }
+    }
+}

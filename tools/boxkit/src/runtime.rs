@@ -287,3 +287,32 @@ pub fn hostname_for(bundle: &Path) -> String {
     h = h.trim_matches('-').chars().take(63).collect();
     if h.is_empty() { "boxkit".to_string() } else { h }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_from_bundle_names() {
+        assert_eq!(hostname_for(Path::new("/x/Web_1")), "web-1");
+        assert_eq!(hostname_for(Path::new("/x/...")), "boxkit");
+        assert_eq!(hostname_for(Path::new(&"a".repeat(80))).len(), 63);
+    }
+
+    #[test]
+    fn args_join_entrypoint_and_cmd() {
+        let t = tempfile::tempdir().unwrap();
+        let config: ImageConfig = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+                "config":{"Entrypoint":["/bin/app"],"Cmd":["--flag"],"Env":["PATH=/x"],"WorkingDir":"srv/../data"}}"#,
+        )
+        .unwrap();
+        let spec = spec_from_image(&config, t.path(), "h").unwrap();
+        let p = spec.process.unwrap();
+        assert_eq!(p.args, ["/bin/app", "--flag"]);
+        assert_eq!(p.env, ["PATH=/x", "HOSTNAME=h", "HOME=/"]);
+        assert_eq!(p.cwd, "/data");
+        assert_eq!((p.user.uid, p.user.gid), (0, 0));
+        assert!(spec.linux.unwrap().namespaces.iter().any(|n| n.kind == "pid"));
+    }
+}
