@@ -175,3 +175,52 @@ fn memory_does_not_grow_with_layer_size() {
     assert!(rss[1] < 32 * 1024, "peak RSS {} KiB", rss[1]);
     assert!(rss[1] - rss[0] < 4 * 1024, "peak RSS grew from {} to {} KiB", rss[0], rss[1]);
 }
+
+/// Store a JSON document as a blob and tag it.
+fn put_and_tag(s: &Scratch, media: &str, doc: &serde_json::Value, tag: &str) -> boxkit::oci::Descriptor {
+    let store = boxkit::store::Store::open(&s.join("images")).unwrap();
+    let d = store.put_bytes(media, doc.to_string().as_bytes()).unwrap();
+    store.tag(&boxkit::reference::Reference::parse(tag).unwrap(), &d).unwrap();
+    d
+}
+
+#[test]
+fn docker_schema2_manifests_and_indexes() {
+    use boxkit::oci::*;
+    let s = Scratch::new();
+    make_image(s.path(), "oci", &[fixture("base.tar")], "docker-gzip", None);
+    let store = boxkit::store::Store::open(&s.join("images")).unwrap();
+    let img = store.image("oci").unwrap();
+    // The same blobs described by a Docker schema 2 manifest.
+    let mut m = serde_json::to_value(&img.manifest).unwrap();
+    m["mediaType"] = MEDIA_DOCKER_MANIFEST.into();
+    m["config"]["mediaType"] = MEDIA_DOCKER_CONFIG.into();
+    let docker = put_and_tag(&s, MEDIA_DOCKER_MANIFEST, &m, "docker");
+    let b = unpack(&s, "docker", "b-docker");
+    let ig = Ignore { root: true, ..Default::default() };
+    let want = listing(&unpack(&s, "oci", "b-oci").join("rootfs"), ig);
+    assert_eq!(listing(&b.join("rootfs"), ig), want);
+    // A manifest list with two platforms: the host's is chosen.
+    let mut other = serde_json::to_value(&docker).unwrap();
+    other["platform"] = serde_json::json!({"architecture": "s390x", "os": "linux"});
+    let mut mine = serde_json::to_value(&docker).unwrap();
+    mine["platform"] = serde_json::json!({"architecture": host_architecture(), "os": "linux"});
+    let list = serde_json::json!({"schemaVersion": 2, "mediaType": MEDIA_DOCKER_LIST, "manifests": [other, mine]});
+    put_and_tag(&s, MEDIA_DOCKER_LIST, &list, "multi");
+    assert_eq!(listing(&unpack(&s, "multi", "b-multi").join("rootfs"), ig), want);
+    // An index without the host's platform, and a schema 1 manifest, are clear errors.
+    let only_other = serde_json::json!({"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": [other]});
+    put_and_tag(&s, MEDIA_OCI_INDEX, &only_other, "foreign");
+    let (_, err) = s.fails("box-unpack", &["foreign", s.join("x").to_str().unwrap()]);
+    assert!(err.contains("has no manifest for linux/"), "{err}");
+    let v1 = serde_json::json!({"schemaVersion": 1, "name": "x", "tag": "y", "fsLayers": []});
+    put_and_tag(&s, MEDIA_DOCKER_SCHEMA1_SIGNED, &v1, "old");
+    let (_, err) = s.fails("box-unpack", &["old", s.join("y").to_str().unwrap()]);
+    assert!(err.contains("schema 1, which is obsolete"), "{err}");
+    // A manifest whose body claims to be an index is refused (CVE-2021-41190).
+    let mut confused = serde_json::to_value(&img.manifest).unwrap();
+    confused["mediaType"] = MEDIA_OCI_INDEX.into();
+    put_and_tag(&s, MEDIA_OCI_MANIFEST, &confused, "confused");
+    let (_, err) = s.fails("box-unpack", &["confused", s.join("z").to_str().unwrap()]);
+    assert!(err.contains("body says mediaType"), "{err}");
+}
