@@ -105,7 +105,6 @@ impl Root {
     pub fn dir(&self, p: &CleanPath, create: bool) -> Result<OwnedFd> {
         self.dir_depth(p, create, 0)
     }
-    // ANCHOR_END: root_dir
 
     fn dir_depth(&self, p: &CleanPath, create: bool, depth: u32) -> Result<OwnedFd> {
         let flags = libc::O_PATH | libc::O_DIRECTORY;
@@ -145,6 +144,7 @@ impl Root {
         }
         Ok(fd)
     }
+    // ANCHOR_END: root_dir
 }
 
 fn cstr(s: &OsStr) -> io::Result<CString> {

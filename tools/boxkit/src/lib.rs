@@ -5,6 +5,7 @@
 //! narrates its steps through [`explain!`] only when a binary asked for `--explain`.
 //! Functions that touch the system take their root path as a parameter.
 
+pub mod auth;
 pub mod caps;
 pub mod changes;
 pub mod compress;
@@ -18,7 +19,9 @@ pub mod layer;
 pub mod mount;
 pub mod oci;
 pub mod passwd;
+pub mod pull;
 pub mod reference;
+pub mod registry;
 pub mod runtime;
 pub mod spawn;
 pub mod store;

@@ -1,0 +1,355 @@
+//! The registry HTTP API: endpoints, authentication on demand, manifests and blobs.
+//!
+//! Reference: OCI distribution spec (<https://github.com/opencontainers/distribution-spec/blob/main/spec.md>):
+//! `GET /v2/<name>/manifests/<reference>`, `GET /v2/<name>/blobs/<digest>`, error bodies
+//! `{"errors":[{"code","message"}]}`; Docker Hub's endpoint `registry-1.docker.io`.
+//!
+//! Every request goes out without credentials first; a `401` with a challenge makes the
+//! client authenticate (see [`crate::auth`]) and try once more. Redirects are followed by
+//! hand, so the `Authorization` header is only ever sent to the registry's own host
+//! (containerd CVE-2020-15157). Nothing read here is trusted before its digest is checked.
+
+use crate::auth::{self, Challenge, Credentials};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::explain;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use ureq::http::{Request, Response};
+use ureq::Body;
+
+/// The manifest types boxkit asks for, in order of preference.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// Largest manifest or token response read into memory.
+const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Use plain HTTP for hosts other than localhost.
+    pub insecure: bool,
+    /// Extra CA certificates (PEM) to trust, besides the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// Docker's config.json holding `auths`.
+    pub docker_config: Option<PathBuf>,
+    /// Credentials to use instead of the stored ones.
+    pub credentials: Option<Credentials>,
+}
+
+/// The API endpoint for a reference's domain: `docker.io` is served by
+/// `registry-1.docker.io`; `localhost` and loopback addresses speak plain HTTP; every other
+/// host HTTPS unless `insecure`.
+pub fn endpoint(domain: &str, insecure: bool) -> String {
+    if domain == crate::reference::DEFAULT_DOMAIN {
+        return "https://registry-1.docker.io".to_string();
+    }
+    let host = if domain.starts_with('[') { domain.split(']').next().unwrap_or("").trim_start_matches('[') } else { domain.split(':').next().unwrap_or("") };
+    let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
+    if loopback || insecure { format!("http://{domain}") } else { format!("https://{domain}") }
+}
+
+enum Auth {
+    None,
+    Basic,
+    Bearer { token: String, expires: Instant, challenge: Challenge },
+}
+
+/// A client for one repository on one registry.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    host: String,
+    repo: String,
+    credentials: Option<Credentials>,
+    auth: Mutex<Auth>,
+}
+
+fn tls_config(opts: &Options) -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let mut certs: Vec<Certificate<'static>> = Vec::new();
+    let mut pems: Vec<PathBuf> = vec![PathBuf::from("/etc/ssl/certs/ca-certificates.crt")];
+    pems.extend(opts.ca_files.iter().cloned());
+    for p in &pems {
+        let Ok(bytes) = std::fs::read(p) else {
+            if opts.ca_files.contains(p) {
+                return Err(Error::not_found(format!("CA file {} cannot be read", p.display())));
+            }
+            continue;
+        };
+        for item in ureq::tls::parse_pem(&bytes) {
+            if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                certs.push(c);
+            }
+        }
+    }
+    let roots = if certs.is_empty() { RootCerts::WebPki } else { RootCerts::new_with_certs(&certs) };
+    Ok(TlsConfig::builder().root_certs(roots).build())
+}
+
+impl Client {
+    /// A client for `repo` at `base` (`https://host[:port]`).
+    pub fn new(base: &str, repo: &str, registry_host: &str, opts: &Options) -> Result<Client> {
+        // Docker's per-registry CA: /etc/docker/certs.d/HOST[:PORT]/ca.crt.
+        let mut opts = opts.clone();
+        let certs_d = PathBuf::from("/etc/docker/certs.d").join(registry_host).join("ca.crt");
+        if certs_d.exists() {
+            opts.ca_files.push(certs_d);
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("boxkit/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .tls_config(tls_config(&opts)?)
+            .build();
+        let credentials = match &opts.credentials {
+            Some(c) => Some(c.clone()),
+            None => auth::load_credentials(&opts.docker_config.clone().unwrap_or_else(auth::docker_config_path), registry_host)?,
+        };
+        let host = base.split("://").nth(1).unwrap_or(base).to_string();
+        Ok(Client { agent: config.into(), base: base.trim_end_matches('/').to_string(), host, repo: repo.to_string(), credentials, auth: Mutex::new(Auth::None) })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{}", self.base, self.repo, path)
+    }
+
+    fn authorization(&self) -> Result<Option<String>> {
+        let mut auth = self.auth.lock().unwrap();
+        if let Auth::Bearer { expires, challenge, .. } = &*auth {
+            if Instant::now() >= *expires {
+                explain!("token expired: renew it");
+                let c = challenge.clone();
+                *auth = self.fetch_token(&c)?;
+            }
+        }
+        Ok(match &*auth {
+            Auth::None => None,
+            Auth::Basic => self.credentials.as_ref().map(|c| c.basic_header()),
+            Auth::Bearer { token, .. } => Some(format!("Bearer {token}")),
+        })
+    }
+
+    /// Answer a 401 challenge.
+    fn authenticate(&self, resp: &Response<Body>) -> Result<()> {
+        let header = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|h| h.to_str().ok())
+            .ok_or_else(|| Error::invalid(format!("registry {} answered 401 without a WWW-Authenticate challenge", self.host)))?;
+        let challenge = auth::parse_challenge(header)?;
+        let new = match challenge.scheme.as_str() {
+            "basic" => {
+                if self.credentials.is_none() {
+                    return Err(Error::invalid(format!("registry {} wants a user name and password: run box-login {}", self.host, self.host)));
+                }
+                explain!("401 Basic: send credentials of user {:?}", self.credentials.as_ref().unwrap().username);
+                Auth::Basic
+            }
+            "bearer" => self.fetch_token(&challenge)?,
+            other => return Err(Error::invalid(format!("registry {} uses unsupported auth scheme {other:?}", self.host))),
+        };
+        *self.auth.lock().unwrap() = new;
+        Ok(())
+    }
+
+    /// Ask the challenge's realm for a token for this repository.
+    fn fetch_token(&self, c: &Challenge) -> Result<Auth> {
+        let realm = c.params.get("realm").ok_or_else(|| Error::invalid(format!("registry {}: Bearer challenge without a realm", self.host)))?;
+        let scope = c.params.get("scope").cloned().unwrap_or_else(|| format!("repository:{}:pull", self.repo));
+        let mut url = format!("{realm}{}scope={}", if realm.contains('?') { "&" } else { "?" }, urlencode(&scope));
+        if let Some(s) = c.params.get("service") {
+            url.push_str(&format!("&service={}", urlencode(s)));
+        }
+        explain!("401 Bearer: GET {url} ({})", if self.credentials.is_some() { "with credentials" } else { "anonymous" });
+        let mut req = Request::get(&url);
+        if let Some(creds) = &self.credentials {
+            req = req.header("authorization", creds.basic_header());
+        }
+        let mut resp = self.agent.run(req.body(()).unwrap()).map_err(|e| net_error(&url, e))?;
+        if !resp.status().is_success() {
+            return Err(status_error("GET", &url, &mut resp));
+        }
+        let body = resp.body_mut().with_config().limit(MAX_DOCUMENT).read_to_vec().map_err(|e| net_error(&url, e))?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("token from {realm}: {e}")))?;
+        let token = v
+            .get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| Error::invalid(format!("token response from {realm} holds no token")))?;
+        let secs = v.get("expires_in").and_then(|e| e.as_u64()).unwrap_or(60).max(10);
+        // Renew a little early so a token never expires in the middle of a request.
+        let expires = Instant::now() + Duration::from_secs(secs.saturating_sub(5).max(5));
+        Ok(Auth::Bearer { token: token.to_string(), expires, challenge: c.clone() })
+    }
+
+    /// Send a request to the registry, authenticating on a 401 and following redirects
+    /// (without credentials when they leave the registry's host).
+    pub fn send(&self, method: &str, path_or_url: &str, headers: &[(&str, String)], body: Option<Vec<u8>>) -> Result<Response<Body>> {
+        let mut url = if path_or_url.starts_with("http") { path_or_url.to_string() } else { self.url(path_or_url) };
+        let mut authenticated = false;
+        let mut redirects = 0;
+        loop {
+            let same_host = url_host(&url) == self.host;
+            let mut req = Request::builder().method(method).uri(&url);
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            if same_host {
+                if let Some(a) = self.authorization()? {
+                    req = req.header("authorization", a);
+                }
+            }
+            explain!("{method} {url}");
+            let resp = match &body {
+                Some(b) => self.agent.run(req.body(b.clone()).unwrap()),
+                None => self.agent.run(req.body(()).unwrap()),
+            }
+            .map_err(|e| net_error(&url, e))?;
+            let status = resp.status().as_u16();
+            if status == 401 && same_host && !authenticated {
+                authenticated = true;
+                self.authenticate(&resp)?;
+                continue;
+            }
+            if (300..400).contains(&status) && status != 304 {
+                let loc = resp.headers().get("location").and_then(|l| l.to_str().ok()).ok_or_else(|| Error::invalid(format!("{url}: redirect without Location")))?;
+                redirects += 1;
+                if redirects > 5 {
+                    return Err(Error::invalid(format!("{url}: too many redirects")));
+                }
+                url = resolve_location(&url, loc);
+                explain!("redirected to {url}{}", if url_host(&url) == self.host { "" } else { " (another host: no Authorization header)" });
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// Fetch a manifest or index by tag or digest: (bytes, media type, digest of the bytes).
+    pub fn get_manifest(&self, reference: &str) -> Result<(Vec<u8>, String, Digest)> {
+        let path = format!("manifests/{reference}");
+        let mut resp = self.send("GET", &path, &[("accept", MANIFEST_ACCEPT.to_string())], None)?;
+        if !resp.status().is_success() {
+            return Err(status_error("GET", &self.url(&path), &mut resp));
+        }
+        let media = resp.headers().get("content-type").and_then(|c| c.to_str().ok()).unwrap_or("").split(';').next().unwrap().trim().to_string();
+        let header_digest = resp.headers().get("docker-content-digest").and_then(|d| d.to_str().ok()).map(String::from);
+        let bytes = resp.body_mut().with_config().limit(MAX_DOCUMENT).read_to_vec().map_err(|e| net_error(&path, e))?;
+        let digest = Digest::of(&bytes);
+        if let Some(h) = header_digest {
+            if h != digest.to_string() {
+                return Err(Error::invalid(format!(
+                    "manifest {reference}: Docker-Content-Digest says {h} but the body hashes to {digest}"
+                )));
+            }
+        }
+        Ok((bytes, media, digest))
+    }
+
+    /// Start reading a blob, from byte `offset` on. Returns the status (200 or 206) and the
+    /// body.
+    pub fn get_blob(&self, digest: &Digest, offset: u64) -> Result<(u16, Box<dyn Read + Send>)> {
+        let path = format!("blobs/{digest}");
+        let headers: Vec<(&str, String)> = if offset > 0 { vec![("range", format!("bytes={offset}-"))] } else { vec![] };
+        let mut resp = self.send("GET", &path, &headers, None)?;
+        let status = resp.status().as_u16();
+        if status != 200 && status != 206 {
+            return Err(status_error("GET", &self.url(&path), &mut resp));
+        }
+        if status == 206 {
+            let start = resp
+                .headers()
+                .get("content-range")
+                .and_then(|c| c.to_str().ok())
+                .and_then(|c| c.strip_prefix("bytes "))
+                .and_then(|c| c.split('-').next())
+                .and_then(|s| s.parse::<u64>().ok());
+            if start != Some(offset) {
+                return Err(Error::invalid(format!("blob {digest}: asked for bytes from {offset}, got Content-Range {start:?}")));
+            }
+        }
+        Ok((status, Box::new(resp.into_body().into_reader())))
+    }
+}
+
+fn url_host(url: &str) -> &str {
+    url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or("")
+}
+
+fn resolve_location(base: &str, loc: &str) -> String {
+    if loc.starts_with("http://") || loc.starts_with("https://") {
+        return loc.to_string();
+    }
+    let scheme_host = &base[..base.find("://").map(|i| i + 3).unwrap_or(0) + url_host(base).len()];
+    if loc.starts_with('/') {
+        format!("{scheme_host}{loc}")
+    } else {
+        let dir = &base[..base.rfind('/').unwrap_or(base.len())];
+        format!("{dir}/{loc}")
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn net_error(url: &str, e: ureq::Error) -> Error {
+    Error::io(format!("{url}"), std::io::Error::other(e.to_string()))
+}
+
+/// A failed response as one line, with the registry's own error code and message.
+pub fn status_error(method: &str, url: &str, resp: &mut Response<Body>) -> Error {
+    let status = resp.status();
+    let body = resp.body_mut().with_config().limit(64 << 10).read_to_vec().unwrap_or_default();
+    let detail = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            let errs = v.get("errors")?.as_array()?.iter().map(|e| {
+                format!("{}: {}", e.get("code").and_then(|c| c.as_str()).unwrap_or("?"), e.get("message").and_then(|c| c.as_str()).unwrap_or(""))
+            });
+            Some(errs.collect::<Vec<_>>().join("; "))
+        })
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string());
+    let e = Error::invalid(format!("{method} {url}: {} {detail}", status.as_u16()));
+    if status.as_u16() == 404 { Error::not_found(e.to_string()) } else { e }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint("docker.io", false), "https://registry-1.docker.io");
+        assert_eq!(endpoint("localhost:5000", false), "http://localhost:5000");
+        assert_eq!(endpoint("127.0.0.1:5000", false), "http://127.0.0.1:5000");
+        assert_eq!(endpoint("[::1]:5000", false), "http://[::1]:5000");
+        assert_eq!(endpoint("quay.io", false), "https://quay.io");
+        assert_eq!(endpoint("quay.io", true), "http://quay.io");
+    }
+
+    #[test]
+    fn redirect_locations() {
+        assert_eq!(resolve_location("http://a:1/v2/x/blobs/y", "/other"), "http://a:1/other");
+        assert_eq!(resolve_location("http://a:1/v2/x/blobs/y", "https://cdn/z"), "https://cdn/z");
+        assert_eq!(resolve_location("http://a:1/v2/x/blobs/y", "z"), "http://a:1/v2/x/blobs/z");
+        assert_eq!(url_host("https://h:5/p"), "h:5");
+    }
+}
