@@ -107,3 +107,15 @@ box-import tiny.tar alice/tiny >/dev/null
 box-import tiny.tar localhost:5000/team/tiny:dev >/dev/null
 echo "names in index.json (org.opencontainers.image.ref.name):"
 grep -o '"org.opencontainers.image.ref.name":"[^"]*"' "$images/index.json" | cut -d'"' -f4
+
+step "9. the round trip: image -> bundle -> tar -> image"
+echo "box-unpack tiny bundle  ->  $(box-unpack tiny bundle)"
+echo "box-export bundle | tar -tvf -:"
+box-export bundle | tar -tvf -
+copy=$(box-export bundle | box-import - tiny-copy)
+echo "box-export bundle | box-import - tiny-copy  ->  $copy"
+if [ "$copy" = "$digest" ]; then
+    echo "the same digest as tiny: the tree survived the round trip unchanged"
+else
+    echo "a different digest from tiny's $digest"
+fi

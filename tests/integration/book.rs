@@ -119,12 +119,31 @@ fn check_range(text: &str, sel: &str) -> Result<(), String> {
             return Err(format!("line range {sel:?} starts past the end of the file ({n} lines)"));
         }
     }
+    if let Some(e) = end {
+        if e > n {
+            return Err(format!("line range {sel:?} ends past the end of the file ({n} lines)"));
+        }
+    }
     if let (Some(s), Some(e)) = (start, end) {
         if e < s {
             return Err(format!("line range {sel:?} ends before it starts"));
         }
     }
     Ok(())
+}
+
+/// A line range into a lesson's expected output must start at one of its section headers
+/// (`== N. title ==`): when the lesson changes and the lines move, the range fails here
+/// instead of quoting the wrong lines.
+fn check_lesson_range(text: &str, sel: &str) -> Result<(), String> {
+    let start: usize = sel.split(':').next().unwrap_or("").parse().unwrap_or(1);
+    match text.lines().nth(start.saturating_sub(1)) {
+        Some(l) if l.starts_with("== ") => Ok(()),
+        other => Err(format!(
+            "line range {sel:?} of a lesson's expected output should start at a `== …` section header, but line {start} is {:?}",
+            other.unwrap_or("")
+        )),
+    }
 }
 
 /// Every problem with the includes of one chapter, as `chapter:line: problem` lines.
@@ -141,7 +160,10 @@ fn include_problems(chapter: &Path) -> Vec<String> {
         };
         let result = match inc.selector.as_deref() {
             None => if content.trim().is_empty() { Err("the file is empty".to_string()) } else { Ok(()) },
-            Some(s) if s.starts_with(|c: char| c.is_ascii_digit() || c == ':') => check_range(&content, s),
+            Some(s) if s.starts_with(|c: char| c.is_ascii_digit() || c == ':') => {
+                let is_lesson_output = inc.path.contains("lessons/") && inc.path.ends_with("expected.txt");
+                check_range(&content, s).and_then(|()| if is_lesson_output { check_lesson_range(&content, s) } else { Ok(()) })
+            }
             Some(s) => check_anchor(&content, s),
         };
         if let Err(why) = result {
@@ -230,5 +252,8 @@ fn book_include_checker_catches_mistakes() {
     assert!(check_anchor(file, "goo").is_err(), "a prefix of an anchor name is not that anchor");
     assert!(check_range("1\n2\n3\n", "2:3").is_ok());
     assert!(check_range("1\n2\n3\n", "5:").is_err());
+    assert!(check_range("1\n2\n3\n", "2:4").is_err());
+    assert!(check_lesson_range("x\n== 2. two ==\ny\n", "2:3").is_ok());
+    assert!(check_lesson_range("x\n== 2. two ==\ny\n", "3:").is_err());
     assert_eq!(summary_links("- [A](a.md)\n- [Draft]()\n  - [B](sub/b.md#x)"), vec![(1, "a.md".into()), (3, "sub/b.md".into())]);
 }

@@ -10,6 +10,8 @@ mod export;
 mod import;
 mod interop;
 mod lessons;
+mod pull;
+mod registry;
 mod spawn;
 mod tree;
 mod threats;

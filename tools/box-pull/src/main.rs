@@ -79,8 +79,9 @@ fn run(a: Args) -> boxkit::Result<i32> {
                 boxkit_cli::print_line(format!("{}/v2/{}/manifests/{target}", m.trim_end_matches('/'), reference.path()))?;
             }
         }
-        let base = boxkit::registry::endpoint(reference.domain(), a.insecure);
-        boxkit_cli::print_line(format!("{base}/v2/{}/manifests/{target}", reference.path()))?;
+        for base in boxkit::registry::endpoints(reference.domain(), a.insecure) {
+            boxkit_cli::print_line(format!("{base}/v2/{}/manifests/{target}", reference.path()))?;
+        }
         return Ok(0);
     }
     let platform = match &a.platform {

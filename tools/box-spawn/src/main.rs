@@ -11,6 +11,11 @@ use std::path::PathBuf;
 /// bundle's rootfs as / (pivot_root), /proc, a read-only /sys and a minimal /dev.
 /// Exit status: the process's own; 128+N if signal N killed it; 125 if box-spawn failed,
 /// 126 if the command cannot be executed, 127 if it is not found.
+///
+/// Signals sent to box-spawn (TERM, INT, HUP …) are passed on. Without --init the command is
+/// PID 1 of its namespace, and the kernel drops signals to a PID 1 that has no handler for
+/// them: a plain `sleep` ignores Ctrl-C. --init puts a small init in front that forwards
+/// them and reaps orphaned processes.
 #[derive(Parser)]
 #[command(name = "box-spawn", version, after_help = "Examples:\n  box-spawn ./bundle\n  box-spawn ./bundle -- sh -c 'hostname; ps'\n  box-spawn --init ./bundle -- sh -c 'sleep 1 & exec sleep 2'")]
 struct Args {

@@ -68,7 +68,6 @@ impl<W: Write> Walker<W> {
                         .ctx(|| format!("open {}", at()))?;
                     let st = fsroot::fstat(sub.as_raw_fd()).ctx(|| format!("stat {}", at()))?;
                     self.tar.append(&meta_from_stat(path.clone(), &st, Kind::Dir, xattrs), None).ctx(|| format!("write {}", at()))?;
-                    self.count += 1;
                     self.dir(&sub, &path)?;
                 }
                 libc::S_IFREG => {

@@ -87,11 +87,11 @@ pub fn mount_one(root: &Root, m: &Mount, bundle: &Path) -> Result<()> {
     let target_path = format!("/proc/self/fd/{}", target.as_raw_fd());
     let data = data.join(",");
     explain!(
-        "mount({:?}, {:?}, {:?}, {:?}{})",
+        "mount({:?}, {:?}, {:?}, {}{})",
         src_path.as_ref().map(|p| p.display().to_string()).unwrap_or(source.clone()),
         m.destination,
         if is_bind { "bind" } else { kind },
-        flags,
+        flag_names(if ro { flags | MsFlags::MS_RDONLY } else { flags }),
         if data.is_empty() { String::new() } else { format!(", \"{data}\"") }
     );
     if is_bind {
@@ -113,6 +113,24 @@ pub fn mount_one(root: &Root, m: &Mount, bundle: &Path) -> Result<()> {
             .ctx(|| format!("mount {kind} on {}", m.destination))?;
     }
     Ok(())
+}
+
+/// `MS_NOSUID|MS_NODEV|MS_RDONLY`, as the man page writes mount flags.
+fn flag_names(f: MsFlags) -> String {
+    let names = [
+        (MsFlags::MS_RDONLY, "MS_RDONLY"),
+        (MsFlags::MS_NOSUID, "MS_NOSUID"),
+        (MsFlags::MS_NODEV, "MS_NODEV"),
+        (MsFlags::MS_NOEXEC, "MS_NOEXEC"),
+        (MsFlags::MS_SYNCHRONOUS, "MS_SYNCHRONOUS"),
+        (MsFlags::MS_BIND, "MS_BIND"),
+        (MsFlags::MS_REC, "MS_REC"),
+        (MsFlags::MS_NOATIME, "MS_NOATIME"),
+        (MsFlags::MS_RELATIME, "MS_RELATIME"),
+        (MsFlags::MS_STRICTATIME, "MS_STRICTATIME"),
+    ];
+    let v: Vec<&str> = names.iter().filter(|(x, _)| f.contains(*x)).map(|(_, n)| *n).collect();
+    if v.is_empty() { "0".to_string() } else { v.join("|") }
 }
 
 fn remount_bind(target: &str, flags: MsFlags) -> nix::Result<()> {

@@ -55,20 +55,22 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: 
     if reference.domain() == crate::reference::DEFAULT_DOMAIN {
         bases.extend(opts.mirrors.iter().cloned());
     }
-    bases.push(registry::endpoint(reference.domain(), opts.registry.insecure));
-    let mut last_err = None;
-    for (i, base) in bases.iter().enumerate() {
+    bases.extend(registry::endpoints(reference.domain(), opts.registry.insecure));
+    // Try each in turn. The error worth reporting is the one from a registry that answered
+    // (it names the problem), else the first network error.
+    let mut errors: Vec<Error> = Vec::new();
+    for base in &bases {
         let client = Client::new(base, reference.path(), reference.domain(), &opts.registry)?;
         match pull_from(&client, store, reference, &target, opts, progress) {
             Ok(d) => return Ok(d),
-            Err(e) if i + 1 < bases.len() => {
-                explain!("mirror {base} failed ({e}); falling back");
-                last_err = Some(e);
+            Err(e) => {
+                explain!("{base}: {e}");
+                errors.push(e);
             }
-            Err(e) => return Err(e),
         }
     }
-    Err(last_err.unwrap_or_else(|| Error::invalid("no registry to pull from")))
+    let answered = errors.iter().position(|e| e.kind() != crate::Kind::System && !e.to_string().contains(" 400 "));
+    Err(errors.swap_remove(answered.unwrap_or(0)))
 }
 
 fn pull_from(client: &Client, store: &Store, reference: &Reference, target: &str, opts: &PullOptions, progress: &dyn Progress) -> Result<Descriptor> {

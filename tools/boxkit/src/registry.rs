@@ -42,16 +42,21 @@ pub struct Options {
     pub credentials: Option<Credentials>,
 }
 
-/// The API endpoint for a reference's domain: `docker.io` is served by
-/// `registry-1.docker.io`; `localhost` and loopback addresses speak plain HTTP; every other
-/// host HTTPS unless `insecure`.
-pub fn endpoint(domain: &str, insecure: bool) -> String {
+/// The API endpoints to try for a reference's domain, in order: `docker.io` is served by
+/// `registry-1.docker.io`; every other host HTTPS. `localhost` and loopback addresses (and
+/// any host with `insecure`) are tried with HTTPS first and then plain HTTP, as Docker
+/// treats insecure registries.
+pub fn endpoints(domain: &str, insecure: bool) -> Vec<String> {
     if domain == crate::reference::DEFAULT_DOMAIN {
-        return "https://registry-1.docker.io".to_string();
+        return vec!["https://registry-1.docker.io".to_string()];
     }
     let host = if domain.starts_with('[') { domain.split(']').next().unwrap_or("").trim_start_matches('[') } else { domain.split(':').next().unwrap_or("") };
     let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
-    if loopback || insecure { format!("http://{domain}") } else { format!("https://{domain}") }
+    if loopback || insecure {
+        vec![format!("https://{domain}"), format!("http://{domain}")]
+    } else {
+        vec![format!("https://{domain}")]
+    }
 }
 
 enum Auth {
@@ -336,13 +341,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints() {
-        assert_eq!(endpoint("docker.io", false), "https://registry-1.docker.io");
-        assert_eq!(endpoint("localhost:5000", false), "http://localhost:5000");
-        assert_eq!(endpoint("127.0.0.1:5000", false), "http://127.0.0.1:5000");
-        assert_eq!(endpoint("[::1]:5000", false), "http://[::1]:5000");
-        assert_eq!(endpoint("quay.io", false), "https://quay.io");
-        assert_eq!(endpoint("quay.io", true), "http://quay.io");
+    fn endpoint_order() {
+        assert_eq!(endpoints("docker.io", false), ["https://registry-1.docker.io"]);
+        assert_eq!(endpoints("localhost:5000", false), ["https://localhost:5000", "http://localhost:5000"]);
+        assert_eq!(endpoints("127.0.0.1:5000", false)[1], "http://127.0.0.1:5000");
+        assert_eq!(endpoints("[::1]:5000", false)[1], "http://[::1]:5000");
+        assert_eq!(endpoints("quay.io", false), ["https://quay.io"]);
+        assert_eq!(endpoints("quay.io", true), ["https://quay.io", "http://quay.io"]);
     }
 
     #[test]

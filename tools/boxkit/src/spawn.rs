@@ -10,7 +10,7 @@
 //! clone(CLONE_NEWPID|CLONE_NEWNS|…) ────▶ make / private, bind rootfs, mounts, /dev
 //! read the error pipe                     sethostname, pivot_root(".", "."), mask /proc …
 //!   (EOF = execve succeeded)              rlimits, drop capabilities, setuid, chdir
-//! sigwaitinfo: forward or reap ◀────────  execve(args)   (with --init: fork, then reap)
+//! sigwait: forward or reap ◀────────────  execve(args)   (with --init: fork, then reap)
 //! exit with the child's status
 //! ```
 //!

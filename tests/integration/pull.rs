@@ -1,0 +1,150 @@
+//! box-pull against a real registry on loopback: single images, multi-platform indexes,
+//! Docker and OCI media types, gzip and zstd layers, TLS with Basic auth; the result is the
+//! same tree that skopeo + umoci give.
+
+use crate::registry::{Mode, Registry, PASSWORD, USER};
+use crate::support::{fixture, make_image, require, Scratch};
+use crate::tree::{listing, Ignore};
+use std::process::Command;
+
+/// An OCI layout (in `s`'s store) holding busybox plus a few layers, tagged `src`.
+fn source_image(s: &Scratch) -> String {
+    let layers = vec![crate::support::busybox_tar(), fixture("base.tar"), fixture("whiteout.tar"), fixture("links.tar")];
+    make_image(s.path(), "src", &layers, "gzip", None);
+    format!("oci:{}:docker.io/library/src:latest", s.join("images").display())
+}
+
+/// Pull with skopeo into a fresh layout and unpack with umoci: the reference tree.
+fn reference_tree(r: &Registry, repo_tag: &str, work: &Scratch) -> String {
+    require("umoci");
+    let layout = work.join("skopeo-layout");
+    let o = Command::new("skopeo")
+        .args(["copy", "-q"])
+        .args(r.skopeo_flags(false))
+        .arg(format!("docker://{}/{repo_tag}", r.host()))
+        .arg(format!("oci:{}:latest", layout.display()))
+        .output()
+        .unwrap();
+    crate::support::assert_success(&o, "skopeo copy from the registry");
+    let b = work.join("umoci-bundle");
+    let o = Command::new("umoci").args(["unpack", "--image", &format!("{}:latest", layout.display())]).arg(&b).output().unwrap();
+    crate::support::assert_success(&o, "umoci unpack");
+    listing(&b.join("rootfs"), Ignore { root: true, ..Default::default() })
+}
+
+fn pulled_tree(s: &Scratch, reference: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["--quiet"];
+    args.extend_from_slice(extra);
+    args.push(reference);
+    let digest = s.ok("box-pull", &args).trim().to_string();
+    let b = s.join(&format!("bundle-{}", digest.len() + s.path().read_dir().unwrap().count()));
+    s.ok("box-unpack", &[reference, b.to_str().unwrap()]);
+    (digest, listing(&b.join("rootfs"), Ignore { root: true, ..Default::default() }))
+}
+
+#[test]
+fn pull_matches_skopeo_and_umoci_for_every_format() {
+    let r = Registry::start(Mode::Plain);
+    let src = Scratch::new();
+    let image = source_image(&src);
+    r.push(&image, "t/oci:1", &[]);
+    r.push(&image, "t/docker:1", &["--format", "v2s2"]);
+    r.push(&image, "t/zstd:1", &["--dest-compress-format", "zstd", "--dest-compress"]);
+    for repo in ["t/oci:1", "t/docker:1", "t/zstd:1"] {
+        let work = Scratch::new();
+        let want = reference_tree(&r, repo, &work);
+        let s = Scratch::new();
+        let reference = format!("{}/{repo}", r.host());
+        let (digest, got) = pulled_tree(&s, &reference, &[]);
+        assert_eq!(got, want, "{repo}: box-pull + box-unpack differs from skopeo + umoci");
+        assert!(digest.starts_with("sha256:"));
+        // A second pull fetches nothing new and gives the same digest.
+        let again = s.ok("box-pull", &["--quiet", &reference]);
+        assert_eq!(again.trim(), digest);
+        // By digest too.
+        let by_digest = format!("{}/{}@{digest}", r.host(), repo.split(':').next().unwrap());
+        assert_eq!(s.ok("box-pull", &["-q", &by_digest]).trim(), digest);
+    }
+}
+
+#[test]
+fn pull_chooses_the_platform_from_an_index() {
+    let r = Registry::start(Mode::Plain);
+    let src = Scratch::new();
+    // Two images with different content, joined by an index for two platforms.
+    let host = make_image(src.path(), "host", &[fixture("base.tar")], "gzip", None);
+    let other = make_image(src.path(), "other", &[fixture("links.tar")], "gzip", Some(serde_json::json!({"config": {}})));
+    let store = boxkit::store::Store::open(&src.join("images")).unwrap();
+    let desc = |d: &str, arch: &str| {
+        let d: boxkit::digest::Digest = d.parse().unwrap();
+        let size = std::fs::metadata(store.blob_path(&d)).unwrap().len();
+        serde_json::json!({"mediaType": boxkit::oci::MEDIA_OCI_MANIFEST, "digest": d, "size": size, "platform": {"os": "linux", "architecture": arch}})
+    };
+    let other_arch = if boxkit::oci::host_architecture() == "amd64" { "arm64" } else { "amd64" };
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": boxkit::oci::MEDIA_OCI_INDEX,
+        "manifests": [desc(&other, other_arch), desc(&host, boxkit::oci::host_architecture())]});
+    let idesc = store.put_bytes(boxkit::oci::MEDIA_OCI_INDEX, index.to_string().as_bytes()).unwrap();
+    store.tag(&boxkit::reference::Reference::parse("multi").unwrap(), &idesc).unwrap();
+    r.push(&format!("oci:{}:docker.io/library/multi:latest", src.join("images").display()), "t/multi:1", &["--all"]);
+    let s = Scratch::new();
+    let reference = format!("{}/t/multi:1", r.host());
+    assert_eq!(s.ok("box-pull", &["-q", &reference]).trim(), host);
+    let platform = format!("linux/{other_arch}");
+    assert_eq!(s.ok("box-pull", &["-q", "--platform", &platform, &reference]).trim(), other);
+    let (code, err) = s.fails("box-pull", &["-q", "--platform", "linux/s390x", &reference]);
+    assert_eq!(code, 1);
+    assert!(err.contains("has no image for linux/s390x"), "{err}");
+}
+
+#[test]
+fn pull_over_tls_with_basic_auth() {
+    let r = Registry::start(Mode::TlsBasic);
+    let src = Scratch::new();
+    let image = source_image(&src);
+    r.push(&image, "secure/app:1", &[]);
+    let s = Scratch::new();
+    let reference = format!("{}/secure/app:1", r.host());
+    let ca = r.ca();
+    // Without the CA: TLS fails. Without credentials: the registry refuses.
+    let docker_cfg = s.join("docker");
+    std::fs::create_dir(&docker_cfg).unwrap();
+    let run = |args: &[&str]| s.cmd("box-pull").env("DOCKER_CONFIG", &docker_cfg).args(args).output().unwrap();
+    let o = run(&["-q", &reference]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).to_lowercase().contains("certificate"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["-q", "--ca-file", ca.to_str().unwrap(), &reference]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("box-login"), "{}", String::from_utf8_lossy(&o.stderr));
+    // With credentials in Docker's config.json (as `docker login` writes them): it works.
+    boxkit::auth::store_credentials(&docker_cfg.join("config.json"), &r.host(), Some(&boxkit::auth::Credentials { username: USER.into(), password: PASSWORD.into() })).unwrap();
+    let o = run(&["-q", "--ca-file", ca.to_str().unwrap(), &reference]);
+    crate::support::assert_success(&o, "box-pull over TLS with basic auth");
+    let work = Scratch::new();
+    let want = reference_tree(&r, "secure/app:1", &work);
+    let b = s.join("b");
+    s.ok("box-unpack", &[&reference, b.to_str().unwrap()]);
+    assert_eq!(listing(&b.join("rootfs"), Ignore { root: true, ..Default::default() }), want);
+}
+
+#[test]
+fn resolve_needs_no_network() {
+    let s = Scratch::new();
+    assert_eq!(s.ok("box-pull", &["--resolve", "busybox"]), "docker.io/library/busybox:latest\nhttps://registry-1.docker.io/v2/library/busybox/manifests/latest\n");
+    assert_eq!(
+        s.ok("box-pull", &["--resolve", "--mirror", "http://127.0.0.1:9/", "alice/app:v1"]),
+        "docker.io/alice/app:v1\nhttp://127.0.0.1:9/v2/alice/app/manifests/v1\nhttps://registry-1.docker.io/v2/alice/app/manifests/v1\n"
+    );
+    assert_eq!(s.ok("box-pull", &["--resolve", "localhost:5000/x"]), "localhost:5000/x:latest\nhttps://localhost:5000/v2/x/manifests/latest\nhttp://localhost:5000/v2/x/manifests/latest\n");
+}
+
+#[test]
+fn registry_errors_show_the_registry_code() {
+    let r = Registry::start(Mode::Plain);
+    let s = Scratch::new();
+    let (code, err) = s.fails("box-pull", &["-q", &format!("{}/no/such:1", r.host())]);
+    assert_eq!(code, 1);
+    assert!(err.contains("MANIFEST_UNKNOWN") || err.contains("NAME_UNKNOWN"), "{err}");
+    assert!(err.trim_end().lines().count() == 1);
+    // The store stays valid and empty of that image.
+    assert!(boxkit::store::Store::open(&s.join("images")).unwrap().index().unwrap().manifests.is_empty());
+}
