@@ -148,3 +148,67 @@ fn registry_errors_show_the_registry_code() {
     // The store stays valid and empty of that image.
     assert!(boxkit::store::Store::open(&s.join("images")).unwrap().index().unwrap().manifests.is_empty());
 }
+
+#[test]
+fn push_then_pull_back_identically() {
+    let r = Registry::start(Mode::Plain);
+    let s = Scratch::new();
+    let layers = vec![crate::support::busybox_tar(), fixture("base.tar"), fixture("links.tar")];
+    let digest = make_image(s.path(), "local/app:1", &layers, "gzip", None);
+    let dest = format!("{}/team/app:1", r.host());
+    // Monolithic, then (to another repository) chunked.
+    assert_eq!(s.ok("box-push", &["local/app:1", &dest]).trim(), digest);
+    let dest2 = format!("{}/team/chunked:1", r.host());
+    assert_eq!(s.ok("box-push", &["--chunk-size", "65536", "local/app:1", &dest2]).trim(), digest);
+    // Pushing again uploads nothing (HEAD finds every blob).
+    let o = s.cmd("box-push").args(["--explain", "local/app:1", &dest]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("PUT blob") && err.contains("already there"), "{err}");
+    // skopeo sees the same manifest digest; box-pull in a fresh store gets the same image.
+    for d in [&dest, &dest2] {
+        let o = Command::new("skopeo").args(["inspect", "--tls-verify=false"]).arg(format!("docker://{d}")).output().unwrap();
+        crate::support::assert_success(&o, "skopeo inspect");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["Digest"].as_str(), Some(digest.as_str()));
+        let fresh = Scratch::new();
+        assert_eq!(fresh.ok("box-pull", &["-q", d]).trim(), digest);
+    }
+    // A cross-repository push from a pulled image mounts instead of uploading.
+    let fresh = Scratch::new();
+    fresh.ok("box-pull", &["-q", &dest]);
+    let o = fresh.cmd("box-push").args(["--explain", &dest, &format!("{}/team/copy:1", r.host())]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("mounted blob"), "{err}");
+}
+
+#[test]
+fn login_checks_and_stores_credentials() {
+    let r = Registry::start(Mode::TlsBasic);
+    let s = Scratch::new();
+    let docker = s.join("docker");
+    let login = |user: &str, pass: &str| {
+        let mut c = s.cmd("box-login");
+        c.env("DOCKER_CONFIG", &docker).args(["--ca-file", r.ca().to_str().unwrap(), "--username", user, "--password-stdin", &r.host()]);
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("{pass}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = login(USER, "wrong");
+    assert!(!o.status.success());
+    assert!(!docker.join("config.json").exists(), "bad credentials were stored");
+    let o = login(USER, PASSWORD);
+    crate::support::assert_success(&o, "box-login");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(docker.join("config.json")).unwrap().permissions().mode() & 0o777, 0o600);
+    // Now push and pull work with the stored credentials.
+    s.ok("box-import", &[fixture("base.tar").to_str().unwrap(), "base"]);
+    let dest = format!("{}/priv/base:1", r.host());
+    let o = s.cmd("box-push").env("DOCKER_CONFIG", &docker).args(["--ca-file", r.ca().to_str().unwrap(), "base", &dest]).output().unwrap();
+    crate::support::assert_success(&o, "box-push with stored credentials");
+    let o = s.cmd("box-logout").env("DOCKER_CONFIG", &docker).arg(r.host()).output().unwrap();
+    assert!(o.status.success());
+    let o = s.cmd("box-pull").env("DOCKER_CONFIG", &docker).args(["-q", "--ca-file", r.ca().to_str().unwrap(), &dest]).output().unwrap();
+    assert!(!o.status.success(), "pulled after logout");
+}

@@ -9,7 +9,6 @@ use boxkit_cli::{Common, ExitCodes};
 use clap::Parser;
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Pull an image from a registry into the store, like `docker pull`.
@@ -33,12 +32,8 @@ struct Args {
     /// A mirror to try first for Docker Hub images (repeatable; also "registry-mirrors" in $BOXKIT_ROOT/config.json)
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
-    /// Use plain HTTP for this registry
-    #[arg(long)]
-    insecure: bool,
-    /// Trust this CA certificate (PEM) too
-    #[arg(long, value_name = "FILE")]
-    ca_file: Vec<PathBuf>,
+    #[command(flatten)]
+    registry: boxkit_cli::RegistryArgs,
     /// Print nothing but the digest (no progress bars)
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -79,7 +74,7 @@ fn run(a: Args) -> boxkit::Result<i32> {
                 boxkit_cli::print_line(format!("{}/v2/{}/manifests/{target}", m.trim_end_matches('/'), reference.path()))?;
             }
         }
-        for base in boxkit::registry::endpoints(reference.domain(), a.insecure) {
+        for base in boxkit::registry::endpoints(reference.domain(), a.registry.insecure) {
             boxkit_cli::print_line(format!("{base}/v2/{}/manifests/{target}", reference.path()))?;
         }
         return Ok(0);
@@ -93,7 +88,7 @@ fn run(a: Args) -> boxkit::Result<i32> {
         platform,
         jobs: a.jobs,
         mirrors,
-        registry: boxkit::registry::Options { insecure: a.insecure, ca_files: a.ca_file.clone(), ..Default::default() },
+        registry: a.registry.options(),
     };
     let show = !a.quiet && std::io::stderr().is_terminal() && !a.common.explain;
     let bars = Bars { multi: indicatif::MultiProgress::new(), bars: Mutex::new(HashMap::new()), show };

@@ -88,3 +88,20 @@ pub fn print_line(s: impl std::fmt::Display) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{s}").and_then(|_| out.flush()).map_err(|e| Error::io("write stdout", e))
 }
+
+/// Flags of the tools that talk to registries.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Allow plain HTTP to this registry (after trying HTTPS)
+    #[arg(long)]
+    pub insecure: bool,
+    /// Trust this CA certificate (PEM) too, besides the system's and /etc/docker/certs.d/HOST/ca.crt
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Vec<PathBuf>,
+}
+
+impl RegistryArgs {
+    pub fn options(&self) -> boxkit::registry::Options {
+        boxkit::registry::Options { insecure: self.insecure, ca_files: self.ca_file.clone(), ..Default::default() }
+    }
+}

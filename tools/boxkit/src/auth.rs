@@ -84,6 +84,16 @@ pub fn parse_challenge(header: &str) -> Result<Challenge> {
     Ok(Challenge { scheme: scheme.to_ascii_lowercase(), params })
 }
 
+/// The registry host as references name it, from what a user may type for `docker login`:
+/// `https://index.docker.io/v1/` → `docker.io`, `localhost:5000/` → `localhost:5000`.
+pub fn registry_host(s: &str) -> String {
+    let s = s.trim_start_matches("https://").trim_start_matches("http://");
+    match s.split('/').next().unwrap_or(s) {
+        "index.docker.io" | "registry-1.docker.io" | "" => crate::reference::DEFAULT_DOMAIN.to_string(),
+        h => h.to_string(),
+    }
+}
+
 /// Where Docker keeps credentials: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
 pub fn docker_config_path() -> PathBuf {
     match std::env::var_os("DOCKER_CONFIG") {

@@ -19,6 +19,7 @@ pub mod layer;
 pub mod mount;
 pub mod oci;
 pub mod passwd;
+pub mod push;
 pub mod pull;
 pub mod reference;
 pub mod registry;

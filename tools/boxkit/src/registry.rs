@@ -59,6 +59,14 @@ pub fn endpoints(domain: &str, insecure: bool) -> Vec<String> {
     }
 }
 
+/// A request body.
+pub enum Payload<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// `len` bytes of a file from `offset`, streamed.
+    File { path: &'a std::path::Path, offset: u64, len: u64 },
+}
+
 enum Auth {
     None,
     Basic,
@@ -127,7 +135,23 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/v2/{}/{}", self.base, self.repo, path)
+        if self.repo.is_empty() {
+            format!("{}/v2/{}", self.base, path)
+        } else {
+            format!("{}/v2/{}/{}", self.base, self.repo, path)
+        }
+    }
+
+    /// Check that the registry accepts this client's credentials: `GET /v2/`.
+    pub fn ping(&self) -> Result<()> {
+        let mut resp = self.send("GET", "", &[], Payload::Empty)?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        if resp.status().as_u16() == 401 {
+            return Err(Error::invalid(format!("registry {} refused the credentials", self.host)));
+        }
+        Err(status_error("GET", &self.url(""), &mut resp))
     }
 
     fn authorization(&self) -> Result<Option<String>> {
@@ -172,11 +196,15 @@ impl Client {
     /// Ask the challenge's realm for a token for this repository.
     fn fetch_token(&self, c: &Challenge) -> Result<Auth> {
         let realm = c.params.get("realm").ok_or_else(|| Error::invalid(format!("registry {}: Bearer challenge without a realm", self.host)))?;
-        let scope = c.params.get("scope").cloned().unwrap_or_else(|| format!("repository:{}:pull", self.repo));
-        let mut url = format!("{realm}{}scope={}", if realm.contains('?') { "&" } else { "?" }, urlencode(&scope));
+        let scope = c.params.get("scope").cloned().or_else(|| (!self.repo.is_empty()).then(|| format!("repository:{}:pull", self.repo)));
+        let mut query = Vec::new();
         if let Some(s) = c.params.get("service") {
-            url.push_str(&format!("&service={}", urlencode(s)));
+            query.push(format!("service={}", urlencode(s)));
         }
+        if let Some(scope) = &scope {
+            query.push(format!("scope={}", urlencode(scope)));
+        }
+        let url = if query.is_empty() { realm.clone() } else { format!("{realm}{}{}", if realm.contains('?') { "&" } else { "?" }, query.join("&")) };
         explain!("401 Bearer: GET {url} ({})", if self.credentials.is_some() { "with credentials" } else { "anonymous" });
         let mut req = Request::get(&url);
         if let Some(creds) = &self.credentials {
@@ -201,7 +229,7 @@ impl Client {
 
     /// Send a request to the registry, authenticating on a 401 and following redirects
     /// (without credentials when they leave the registry's host).
-    pub fn send(&self, method: &str, path_or_url: &str, headers: &[(&str, String)], body: Option<Vec<u8>>) -> Result<Response<Body>> {
+    pub fn send(&self, method: &str, path_or_url: &str, headers: &[(&str, String)], body: Payload<'_>) -> Result<Response<Body>> {
         let mut url = if path_or_url.starts_with("http") { path_or_url.to_string() } else { self.url(path_or_url) };
         let mut authenticated = false;
         let mut redirects = 0;
@@ -218,8 +246,14 @@ impl Client {
             }
             explain!("{method} {url}");
             let resp = match &body {
-                Some(b) => self.agent.run(req.body(b.clone()).unwrap()),
-                None => self.agent.run(req.body(()).unwrap()),
+                Payload::Empty => self.agent.run(req.body(()).unwrap()),
+                Payload::Bytes(b) => self.agent.run(req.body(b.to_vec()).unwrap()),
+                Payload::File { path, offset, len } => {
+                    let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(*offset)).map_err(|e| Error::io("seek", e))?;
+                    let req = req.header("content-length", len.to_string());
+                    self.agent.run(req.body(ureq::SendBody::from_owned_reader(f.take(*len))).unwrap())
+                }
             }
             .map_err(|e| net_error(&url, e))?;
             let status = resp.status().as_u16();
@@ -228,7 +262,7 @@ impl Client {
                 self.authenticate(&resp)?;
                 continue;
             }
-            if (300..400).contains(&status) && status != 304 {
+            if (300..400).contains(&status) && status != 304 && method != "POST" && method != "PUT" && method != "PATCH" {
                 let loc = resp.headers().get("location").and_then(|l| l.to_str().ok()).ok_or_else(|| Error::invalid(format!("{url}: redirect without Location")))?;
                 redirects += 1;
                 if redirects > 5 {
@@ -242,10 +276,15 @@ impl Client {
         }
     }
 
+    /// An absolute URL for a `Location` header the registry sent.
+    pub fn absolute(&self, location: &str) -> String {
+        resolve_location(&format!("{}/v2/", self.base), location)
+    }
+
     /// Fetch a manifest or index by tag or digest: (bytes, media type, digest of the bytes).
     pub fn get_manifest(&self, reference: &str) -> Result<(Vec<u8>, String, Digest)> {
         let path = format!("manifests/{reference}");
-        let mut resp = self.send("GET", &path, &[("accept", MANIFEST_ACCEPT.to_string())], None)?;
+        let mut resp = self.send("GET", &path, &[("accept", MANIFEST_ACCEPT.to_string())], Payload::Empty)?;
         if !resp.status().is_success() {
             return Err(status_error("GET", &self.url(&path), &mut resp));
         }
@@ -268,7 +307,7 @@ impl Client {
     pub fn get_blob(&self, digest: &Digest, offset: u64) -> Result<(u16, Box<dyn Read + Send>)> {
         let path = format!("blobs/{digest}");
         let headers: Vec<(&str, String)> = if offset > 0 { vec![("range", format!("bytes={offset}-"))] } else { vec![] };
-        let mut resp = self.send("GET", &path, &headers, None)?;
+        let mut resp = self.send("GET", &path, &headers, Payload::Empty)?;
         let status = resp.status().as_u16();
         if status != 200 && status != 206 {
             return Err(status_error("GET", &self.url(&path), &mut resp));
