@@ -13,6 +13,7 @@ mod lessons;
 mod pull;
 mod registry;
 mod spawn;
+mod tokenserver;
 mod tree;
 mod threats;
 mod unpack;

@@ -212,3 +212,62 @@ fn login_checks_and_stores_credentials() {
     let o = s.cmd("box-pull").env("DOCKER_CONFIG", &docker).args(["-q", "--ca-file", r.ca().to_str().unwrap(), &dest]).output().unwrap();
     assert!(!o.status.success(), "pulled after logout");
 }
+
+#[test]
+fn mirrors_are_tried_first_for_docker_hub_images() {
+    let r = Registry::start(Mode::Plain);
+    let s = Scratch::new();
+    let digest = make_image(s.path(), "local/bb:1", &[fixture("base.tar")], "gzip", None);
+    // The mirror holds docker.io/library/busybox under its Docker Hub path.
+    s.ok("box-push", &["local/bb:1", &format!("{}/library/busybox:latest", r.host())]);
+    let dead = format!("http://127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let live = format!("http://{}", r.host());
+    let fresh = Scratch::new();
+    // A dead mirror is skipped, the next one serves the image: Docker Hub itself is never asked.
+    let o = fresh.cmd("box-pull").args(["--explain", "--mirror", &dead, "--mirror", &live, "busybox"]).output().unwrap();
+    crate::support::assert_success(&o, "pull through mirrors");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), digest);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{dead}:")) && !err.contains("registry-1.docker.io/v2/library/busybox/blobs"), "{err}");
+    // The same from the config file.
+    let fresh = Scratch::new();
+    std::fs::write(fresh.join("config.json"), serde_json::json!({"registry-mirrors": [live]}).to_string()).unwrap();
+    assert_eq!(fresh.ok("box-pull", &["-q", "busybox"]).trim(), digest);
+    // Mirrors are for Docker Hub only.
+    let o = fresh.cmd("box-pull").args(["--resolve", "localhost:5000/x"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(&live));
+}
+
+#[test]
+fn bearer_tokens_anonymous_and_with_credentials() {
+    // The same code path as Docker Hub: 401 + Bearer challenge, a token from the realm.
+    let r = Registry::start(Mode::Token);
+    let tokens = r.tokens.as_ref().unwrap();
+    let src = Scratch::new();
+    let image = source_image(&src);
+    r.push(&image, "public/app:1", &[]);
+    r.push(&image, "private/app:1", &[]);
+    let s = Scratch::new();
+    let docker = s.join("docker");
+    let pull = |reference: &str| s.cmd("box-pull").env("DOCKER_CONFIG", &docker).args(["-q", reference]).output().unwrap();
+    // Anonymous: public works, private is refused with the registry's own error.
+    let o = pull(&format!("{}/public/app:1", r.host()));
+    crate::support::assert_success(&o, "anonymous pull of a public image");
+    let o = pull(&format!("{}/private/app:1", r.host()));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("401") || err.contains("UNAUTHORIZED") || err.contains("DENIED"), "{err}");
+    // With stored credentials the token grants the private image.
+    boxkit::auth::store_credentials(&docker.join("config.json"), &r.host(), Some(&boxkit::auth::Credentials { username: USER.into(), password: PASSWORD.into() })).unwrap();
+    let o = pull(&format!("{}/private/app:1", r.host()));
+    crate::support::assert_success(&o, "pull with a token for alice");
+    // Tokens are renewed before they expire, without a failed request.
+    tokens.lifetime.store(10, std::sync::atomic::Ordering::SeqCst);
+    let opts = boxkit::registry::Options { docker_config: Some(docker.join("config.json")), ..Default::default() };
+    let client = boxkit::registry::Client::new(&format!("http://{}", r.host()), "private/app", &r.host(), &opts).unwrap();
+    let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    client.get_manifest("1").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    client.get_manifest("1").unwrap();
+    assert_eq!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) - before, 2, "the token was not renewed");
+}

@@ -14,10 +14,13 @@ pub enum Mode {
     Plain,
     /// HTTPS with a self-signed CA and htpasswd Basic auth (user alice, password wonderland).
     TlsBasic,
+    /// Plain HTTP with Bearer token auth through the test suite's own token server.
+    Token,
 }
 
 pub struct Registry {
     child: Child,
+    pub tokens: Option<crate::tokenserver::TokenServer>,
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub mode: Mode,
@@ -63,6 +66,17 @@ impl Registry {
                 d.display()
             ));
         }
+        let tokens = (mode == Mode::Token).then(|| {
+            let t = crate::tokenserver::TokenServer::start(d);
+            cfg.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                t.realm(),
+                crate::tokenserver::SERVICE,
+                crate::tokenserver::ISSUER,
+                t.cert().display()
+            ));
+            t
+        });
         std::fs::write(d.join("config.yml"), cfg).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
@@ -71,7 +85,7 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let r = Registry { child, dir, port, mode };
+        let r = Registry { child, tokens, dir, port, mode };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "docker-registry did not start");
@@ -94,6 +108,7 @@ impl Registry {
         let side = if dest { "dest" } else { "src" };
         match self.mode {
             Mode::Plain => vec![format!("--{side}-tls-verify=false")],
+            Mode::Token => vec![format!("--{side}-tls-verify=false"), format!("--{side}-creds={USER}:{PASSWORD}")],
             // skopeo reads every *.key in a cert dir as a client key: give it the CA alone.
             Mode::TlsBasic => vec![format!("--{side}-cert-dir={}/certs", self.dir.path().display()), format!("--{side}-creds={USER}:{PASSWORD}")],
         }
