@@ -7,6 +7,7 @@ mod support;
 mod book;
 mod cli;
 mod export;
+mod faultproxy;
 mod import;
 mod interop;
 mod lessons;

@@ -271,3 +271,65 @@ fn bearer_tokens_anonymous_and_with_credentials() {
     client.get_manifest("1").unwrap();
     assert_eq!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) - before, 2, "the token was not renewed");
 }
+
+/// Blobs in a store, besides nothing else.
+fn blob_count(s: &Scratch) -> usize {
+    std::fs::read_dir(s.join("images/blobs/sha256")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn faults_between_client_and_registry() {
+    use crate::faultproxy::{Fault, FaultProxy};
+    let r = Registry::start(Mode::Plain);
+    let src = Scratch::new();
+    let image = source_image(&src);
+    r.push(&image, "f/app:1", &[]);
+    let good = Scratch::new().ok("box-pull", &["-q", &format!("{}/f/app:1", r.host())]);
+    let port = r.port;
+
+    // A connection cut in the middle of each blob: resumed with Range, same digest.
+    let p = FaultProxy::start(port, port, Fault::CutOnce);
+    let s = Scratch::new();
+    let o = s.cmd("box-pull").args(["--explain", "-q", &format!("{}/f/app:1", p.host())]).output().unwrap();
+    crate::support::assert_success(&o, "pull through a cutting proxy");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), good);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("resume"), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(p);
+
+    // Errors that must leave nothing unverified in the store.
+    for (fault, msg) in [
+        (Fault::FlipByte, "did not verify"),
+        (Fault::Short, "closed the blob"),
+        (Fault::WrongDigestHeader, "Docker-Content-Digest says"),
+        (Fault::ManifestIsIndex, "body says mediaType"),
+    ] {
+        let p = FaultProxy::start(port, port, fault);
+        let s = Scratch::new();
+        let (code, err) = s.fails("box-pull", &["-q", &format!("{}/f/app:1", p.host())]);
+        assert_eq!(code, 1, "{fault:?}");
+        assert!(err.contains(msg) && err.trim_end().lines().count() == 1, "{fault:?}: {err}");
+        let store = boxkit::store::Store::open(&s.join("images")).unwrap();
+        assert!(store.index().unwrap().manifests.is_empty(), "{fault:?}: an image was tagged");
+        for e in std::fs::read_dir(s.join("images/blobs/sha256")).unwrap().flatten() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            let name = e.file_name().into_string().unwrap();
+            assert_eq!(format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes)), name, "{fault:?}: unverified blob");
+        }
+        if fault == Fault::FlipByte {
+            assert!(blob_count(&s) <= 1, "only the config may have landed");
+        }
+    }
+
+    // A redirect to another host: the blob is fetched there without our credentials.
+    let tr = Registry::start(Mode::Token);
+    tr.push(&image, "f/app:1", &[]);
+    let p = FaultProxy::start(tr.port, port, Fault::RedirectToCdn);
+    let s = Scratch::new();
+    let docker = s.join("docker");
+    boxkit::auth::store_credentials(&docker.join("config.json"), &p.host(), Some(&boxkit::auth::Credentials { username: USER.into(), password: PASSWORD.into() })).unwrap();
+    let o = s.cmd("box-pull").env("DOCKER_CONFIG", &docker).args(["-q", &format!("{}/f/app:1", p.host())]).output().unwrap();
+    crate::support::assert_success(&o, "pull with blobs redirected to another host");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), good);
+    assert!(p.cdn_hits.load(std::sync::atomic::Ordering::SeqCst) > 0, "the redirect was not followed: {o:?}");
+    assert!(p.cdn_auth.lock().unwrap().is_empty(), "credentials leaked to another host: {:?}", p.cdn_auth.lock().unwrap());
+}
