@@ -22,6 +22,8 @@ pub enum Fault {
     ManifestIsIndex,
     /// Blob requests are redirected to the CDN on another port.
     RedirectToCdn,
+    /// Blob bodies trickle out slowly (for killing a pull half way).
+    Slow,
 }
 
 pub struct FaultProxy {
@@ -166,6 +168,16 @@ impl FaultProxy {
                         h.push(format!("Docker-Content-Digest: sha256:{:x}", Sha256::digest(&body)));
                     }
                     _ => {}
+                }
+                if fault == Fault::Slow && is_blob && ok {
+                    // Headers and the first half now, the rest much later.
+                    let half = body.len() / 2;
+                    std::thread::spawn(move || {
+                        respond(&mut c, &status, &h, &body[..half], declared);
+                        std::thread::sleep(std::time::Duration::from_secs(30));
+                        let _ = c.write_all(&body[half..]);
+                    });
+                    continue;
                 }
                 respond(&mut c, &status, &h, &body, declared);
             }

@@ -333,3 +333,39 @@ fn faults_between_client_and_registry() {
     assert!(p.cdn_hits.load(std::sync::atomic::Ordering::SeqCst) > 0, "the redirect was not followed: {o:?}");
     assert!(p.cdn_auth.lock().unwrap().is_empty(), "credentials leaked to another host: {:?}", p.cdn_auth.lock().unwrap());
 }
+
+#[test]
+fn a_killed_pull_leaves_a_valid_store_and_the_next_pull_finishes() {
+    use crate::faultproxy::{Fault, FaultProxy};
+    let r = Registry::start(Mode::Plain);
+    let src = Scratch::new();
+    r.push(&source_image(&src), "k/app:1", &[]);
+    let p = FaultProxy::start(r.port, r.port, Fault::Slow);
+    let s = Scratch::new();
+    let mut child = s.cmd("box-pull").args(["-q", &format!("{}/k/app:1", p.host())]).spawn().unwrap();
+    // Wait until blob data is being written, then kill it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let writing = std::fs::read_dir(s.join("images/blobs")).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".tmp-") && e.metadata().map(|m| m.len() > 0).unwrap_or(false))).unwrap_or(false);
+        if writing {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the pull never started writing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The store is valid: index.json parses, names nothing, and every blob verifies.
+    let store = boxkit::store::Store::open(&s.join("images")).unwrap();
+    assert!(store.index().unwrap().manifests.is_empty());
+    for e in std::fs::read_dir(s.join("images/blobs/sha256")).unwrap().flatten() {
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert_eq!(format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes)), e.file_name().into_string().unwrap());
+    }
+    drop(p);
+    // The next pull (straight from the registry) finishes the job.
+    let digest = s.ok("box-pull", &["-q", &format!("{}/k/app:1", r.host())]);
+    assert!(digest.starts_with("sha256:"));
+    let b = s.join("b");
+    s.ok("box-unpack", &[&format!("{}/k/app:1", r.host()), b.to_str().unwrap()]);
+}
