@@ -20,6 +20,8 @@ pub enum Fault {
     WrongDigestHeader,
     /// Manifests come back with a body that also reads as an index (CVE-2021-41190).
     ManifestIsIndex,
+    /// Manifests come back with a body whose mediaType contradicts the Content-Type.
+    BodyTypeMismatch,
     /// Blob requests are redirected to the CDN on another port.
     RedirectToCdn,
     /// Blob bodies trickle out slowly (for killing a pull half way).
@@ -158,10 +160,12 @@ impl FaultProxy {
                         h.retain(|x| !x.to_ascii_lowercase().starts_with("docker-content-digest:"));
                         h.push(format!("Docker-Content-Digest: sha256:{:x}", Sha256::digest(b"other bytes")));
                     }
-                    Fault::ManifestIsIndex if is_manifest && ok => {
+                    Fault::ManifestIsIndex | Fault::BodyTypeMismatch if is_manifest && ok => {
                         let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                         v["mediaType"] = "application/vnd.oci.image.index.v1+json".into();
-                        v["manifests"] = serde_json::json!([]);
+                        if fault == Fault::ManifestIsIndex {
+                            v["manifests"] = serde_json::json!([]);
+                        }
                         body = v.to_string().into_bytes();
                         declared = body.len();
                         h.retain(|x| !x.to_ascii_lowercase().starts_with("docker-content-digest:"));

@@ -124,10 +124,15 @@ fn lesson_03_namespaces() {
     run_lesson("03-namespaces");
 }
 
+#[test]
+fn lesson_04_registries() {
+    run_lesson("04-registries");
+}
+
 /// Every lesson directory has its test above and the three files a lesson is made of.
 #[test]
 fn every_lesson_is_complete_and_tested() {
-    const TESTED: [&str; 3] = ["01-images-are-tarballs", "02-layers-and-whiteouts", "03-namespaces"];
+    const TESTED: [&str; 4] = ["01-images-are-tarballs", "02-layers-and-whiteouts", "03-namespaces", "04-registries"];
     let mut problems = Vec::new();
     let mut found = Vec::new();
     for entry in std::fs::read_dir(workspace().join("lessons")).unwrap() {

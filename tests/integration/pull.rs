@@ -301,7 +301,8 @@ fn faults_between_client_and_registry() {
         (Fault::FlipByte, "did not verify"),
         (Fault::Short, "closed the blob"),
         (Fault::WrongDigestHeader, "Docker-Content-Digest says"),
-        (Fault::ManifestIsIndex, "body says mediaType"),
+        (Fault::ManifestIsIndex, "ambiguous manifest"),
+        (Fault::BodyTypeMismatch, "body says mediaType"),
     ] {
         let p = FaultProxy::start(port, port, fault);
         let s = Scratch::new();

@@ -14,7 +14,8 @@ use std::sync::Mutex;
 /// Pull an image from a registry into the store, like `docker pull`.
 ///
 /// Docker Hub is the default registry (busybox means docker.io/library/busybox:latest).
-/// localhost and 127.0.0.1 speak plain HTTP; other hosts HTTPS. Credentials come from
+/// Other hosts speak HTTPS; localhost and 127.0.0.1 (and any host with --insecure) are
+/// tried with HTTPS first, then plain HTTP. Credentials come from
 /// Docker's config.json (box-login writes it). Every manifest and blob is verified against
 /// its digest before it becomes visible in the store.
 #[derive(Parser)]

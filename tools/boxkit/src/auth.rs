@@ -102,6 +102,7 @@ pub fn docker_config_path() -> PathBuf {
     }
 }
 
+// ANCHOR: docker_credentials
 /// The keys Docker may have used for a registry host in `auths`.
 fn auth_keys(host: &str) -> Vec<String> {
     if host == "docker.io" || host == "registry-1.docker.io" || host == "index.docker.io" {
@@ -134,6 +135,7 @@ pub fn load_credentials(config: &Path, host: &str) -> Result<Option<Credentials>
     }
     Ok(None)
 }
+// ANCHOR_END: docker_credentials
 
 /// Store (or with `None`, remove) credentials for `host`, keeping everything else in the
 /// file. The file is written with mode 0600 and replaced by rename.

@@ -60,7 +60,10 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: 
     // (it names the problem), else the first network error.
     let mut errors: Vec<Error> = Vec::new();
     for base in &bases {
-        let client = Client::new(base, reference.path(), reference.domain(), &opts.registry)?;
+        // A mirror gets its own credentials (if any), never Docker Hub's.
+        let is_mirror = opts.mirrors.contains(base) && reference.domain() == crate::reference::DEFAULT_DOMAIN;
+        let cred_host = if is_mirror { registry::host_of(base).to_string() } else { reference.domain().to_string() };
+        let client = Client::new(base, reference.path(), &cred_host, &opts.registry)?;
         match pull_from(&client, store, reference, &target, opts, progress) {
             Ok(d) => return Ok(d),
             Err(e) => {
@@ -73,6 +76,7 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: 
     Err(errors.swap_remove(answered.unwrap_or(0)))
 }
 
+// ANCHOR: pull_from
 fn pull_from(client: &Client, store: &Store, reference: &Reference, target: &str, opts: &PullOptions, progress: &dyn Progress) -> Result<Descriptor> {
     let (mut bytes, mut media, mut digest) = client.get_manifest(target)?;
     if let Some(want) = reference.digest() {
@@ -81,7 +85,10 @@ fn pull_from(client: &Client, store: &Store, reference: &Reference, target: &str
         }
     }
     explain!("manifest {digest} ({media}, {})", human_size(bytes.len() as u64));
+    // What to tag: the document the reference names (an index, when given by digest).
+    let mut named: Option<Descriptor> = None;
     for _ in 0..4 {
+        store::check_not_ambiguous(&bytes, &digest)?;
         let body_media = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(String::from));
@@ -97,12 +104,22 @@ fn pull_from(client: &Client, store: &Store, reference: &Reference, target: &str
                     Error::not_found(format!("{reference} has no image for {}/{} (it has {})", opts.platform.os, opts.platform.architecture, have.join(", ")))
                 })?;
                 explain!("index: choose {} for {}/{}", chosen.digest, opts.platform.os, opts.platform.architecture);
+                if reference.digest().is_some() && named.is_none() {
+                    let mut w = store.blob_writer()?;
+                    w.write_all(&bytes).map_err(|e| Error::io("write index", e))?;
+                    w.commit(Some((&digest, bytes.len() as u64)))?;
+                    named = Some(Descriptor::new(&media, digest.clone(), bytes.len() as u64));
+                }
                 let want = chosen.digest.clone();
                 let (b, m, d) = client.get_manifest(&want.to_string())?;
                 if d != want || b.len() as u64 != chosen.size {
                     return Err(Error::invalid(format!("manifest {want}: got {} bytes hashing to {d}", b.len())));
                 }
-                (bytes, media, digest) = (b, if m.is_empty() { chosen.media_type.clone() } else { m }, d);
+                // The index entry is covered by the index's digest; the Content-Type is not.
+                if !m.is_empty() && m != chosen.media_type && m != "application/json" {
+                    return Err(Error::invalid(format!("manifest {want}: served as {m:?} but the index says {:?}", chosen.media_type)));
+                }
+                (bytes, media, digest) = (b, chosen.media_type.clone(), d);
             }
             oci::MEDIA_OCI_MANIFEST | oci::MEDIA_DOCKER_MANIFEST => {
                 let manifest: Manifest = oci::from_json(&bytes, &format!("manifest {digest}"))?;
@@ -111,7 +128,9 @@ fn pull_from(client: &Client, store: &Store, reference: &Reference, target: &str
                 w.write_all(&bytes).map_err(|e| Error::io("write manifest", e))?;
                 w.commit(Some((&digest, bytes.len() as u64)))?;
                 let desc = Descriptor::new(&media, digest, bytes.len() as u64);
-                store.tag(reference, &desc)?;
+                // An index named by digest is stored too, and the name points at it; its
+                // child for this platform is in the store, so box-unpack finds it.
+                store.tag(reference, named.as_ref().unwrap_or(&desc))?;
                 return Ok(desc);
             }
             oci::MEDIA_DOCKER_SCHEMA1 | oci::MEDIA_DOCKER_SCHEMA1_SIGNED => {
@@ -122,6 +141,7 @@ fn pull_from(client: &Client, store: &Store, reference: &Reference, target: &str
     }
     Err(Error::invalid("indexes nested too deep"))
 }
+// ANCHOR_END: pull_from
 
 /// Fetch the config and every layer the store lacks, `jobs` at a time.
 fn fetch_blobs(client: &Client, store: &Store, m: &Manifest, jobs: usize, progress: &dyn Progress) -> Result<()> {
@@ -156,6 +176,7 @@ fn fetch_blobs(client: &Client, store: &Store, m: &Manifest, jobs: usize, progre
     }
 }
 
+// ANCHOR: fetch_blob
 /// Stream one blob into the store, resuming with `Range` after a broken connection.
 pub fn fetch_blob(client: &Client, store: &Store, d: &Descriptor, progress: &dyn Progress) -> Result<()> {
     progress.start(&d.digest, d.size);
@@ -200,5 +221,6 @@ pub fn fetch_blob(client: &Client, store: &Store, d: &Descriptor, progress: &dyn
     progress.done(&d.digest, false);
     Ok(())
 }
+// ANCHOR_END: fetch_blob
 
 use std::io::Read;

@@ -23,6 +23,7 @@ pub struct PushOptions {
     pub registry: registry::Options,
 }
 
+// ANCHOR: push_fn
 /// Push the image `source` (a name in `store`) to `dest`; returns the manifest descriptor.
 pub fn push(store: &Store, source: &str, dest: &Reference, opts: &PushOptions) -> Result<Descriptor> {
     let image = store.image(source)?;
@@ -43,6 +44,12 @@ pub fn push(store: &Store, source: &str, dest: &Reference, opts: &PushOptions) -
             if !resp.status().is_success() {
                 return Err(status_error("PUT", &path, &mut resp));
             }
+            let echoed = resp.headers().get("docker-content-digest").and_then(|h| h.to_str().ok());
+            if let Some(e) = echoed {
+                if e != image.descriptor.digest.to_string() {
+                    return Err(Error::invalid(format!("the registry stored the manifest as {e}, not {}", image.descriptor.digest)));
+                }
+            }
             explain!("PUT manifest {} as {dest}", image.descriptor.digest);
             Ok(())
         };
@@ -54,7 +61,9 @@ pub fn push(store: &Store, source: &str, dest: &Reference, opts: &PushOptions) -
     let answered = errors.iter().position(|e| e.kind() != crate::Kind::System && !e.to_string().contains(" 400 "));
     Err(errors.swap_remove(answered.unwrap_or(0)))
 }
+// ANCHOR_END: push_fn
 
+// ANCHOR: push_blob
 fn push_blob(client: &Client, store: &Store, d: &Descriptor, from: Option<&Reference>, chunk: u64) -> Result<()> {
     let head = client.send("HEAD", &format!("blobs/{}", d.digest), &[], Payload::Empty)?;
     if head.status().is_success() {
@@ -113,6 +122,7 @@ fn push_blob(client: &Client, store: &Store, d: &Descriptor, from: Option<&Refer
     }
     Ok(())
 }
+// ANCHOR_END: push_blob
 
 fn location(client: &Client, resp: &ureq::http::Response<ureq::Body>) -> Result<String> {
     let loc = resp

@@ -42,6 +42,7 @@ pub struct Options {
     pub credentials: Option<Credentials>,
 }
 
+// ANCHOR: endpoints
 /// The API endpoints to try for a reference's domain, in order: `docker.io` is served by
 /// `registry-1.docker.io`; every other host HTTPS. `localhost` and loopback addresses (and
 /// any host with `insecure`) are tried with HTTPS first and then plain HTTP, as Docker
@@ -58,6 +59,7 @@ pub fn endpoints(domain: &str, insecure: bool) -> Vec<String> {
         vec![format!("https://{domain}")]
     }
 }
+// ANCHOR_END: endpoints
 
 /// A request body.
 pub enum Payload<'a> {
@@ -77,7 +79,10 @@ enum Auth {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// `host[:port]`, for messages.
     host: String,
+    /// `scheme://host[:port]`: credentials go to this origin only.
+    origin: String,
     repo: String,
     credentials: Option<Credentials>,
     auth: Mutex<Auth>,
@@ -126,8 +131,9 @@ impl Client {
             Some(c) => Some(c.clone()),
             None => auth::load_credentials(&opts.docker_config.clone().unwrap_or_else(auth::docker_config_path), registry_host)?,
         };
-        let host = base.split("://").nth(1).unwrap_or(base).to_string();
-        Ok(Client { agent: config.into(), base: base.trim_end_matches('/').to_string(), host, repo: repo.to_string(), credentials, auth: Mutex::new(Auth::None) })
+        let host = url_host(base).to_string();
+        let origin = origin_of(base);
+        Ok(Client { agent: config.into(), base: base.trim_end_matches('/').to_string(), host, origin, repo: repo.to_string(), credentials, auth: Mutex::new(Auth::None) })
     }
 
     pub fn base(&self) -> &str {
@@ -193,6 +199,7 @@ impl Client {
         Ok(())
     }
 
+    // ANCHOR: fetch_token
     /// Ask the challenge's realm for a token for this repository.
     fn fetch_token(&self, c: &Challenge) -> Result<Auth> {
         let realm = c.params.get("realm").ok_or_else(|| Error::invalid(format!("registry {}: Bearer challenge without a realm", self.host)))?;
@@ -201,8 +208,9 @@ impl Client {
         if let Some(s) = c.params.get("service") {
             query.push(format!("service={}", urlencode(s)));
         }
-        if let Some(scope) = &scope {
-            query.push(format!("scope={}", urlencode(scope)));
+        // A challenge may name several scopes, space-separated: one parameter each.
+        for one in scope.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()) {
+            query.push(format!("scope={}", urlencode(one)));
         }
         let url = if query.is_empty() { realm.clone() } else { format!("{realm}{}{}", if realm.contains('?') { "&" } else { "?" }, query.join("&")) };
         explain!("401 Bearer: GET {url} ({})", if self.credentials.is_some() { "with credentials" } else { "anonymous" });
@@ -226,7 +234,9 @@ impl Client {
         let expires = Instant::now() + Duration::from_secs(secs.saturating_sub(5).max(5));
         Ok(Auth::Bearer { token: token.to_string(), expires, challenge: c.clone() })
     }
+    // ANCHOR_END: fetch_token
 
+    // ANCHOR: send
     /// Send a request to the registry, authenticating on a 401 and following redirects
     /// (without credentials when they leave the registry's host).
     pub fn send(&self, method: &str, path_or_url: &str, headers: &[(&str, String)], body: Payload<'_>) -> Result<Response<Body>> {
@@ -234,7 +244,8 @@ impl Client {
         let mut authenticated = false;
         let mut redirects = 0;
         loop {
-            let same_host = url_host(&url) == self.host;
+            // Same scheme, host and port: an https → http redirect loses the credentials too.
+            let same_host = origin_of(&url) == self.origin;
             let mut req = Request::builder().method(method).uri(&url);
             for (k, v) in headers {
                 req = req.header(*k, v);
@@ -269,18 +280,20 @@ impl Client {
                     return Err(Error::invalid(format!("{url}: too many redirects")));
                 }
                 url = resolve_location(&url, loc);
-                explain!("redirected to {url}{}", if url_host(&url) == self.host { "" } else { " (another host: no Authorization header)" });
+                explain!("redirected to {url}{}", if origin_of(&url) == self.origin { "" } else { " (another origin: no Authorization header)" });
                 continue;
             }
             return Ok(resp);
         }
     }
+    // ANCHOR_END: send
 
     /// An absolute URL for a `Location` header the registry sent.
     pub fn absolute(&self, location: &str) -> String {
         resolve_location(&format!("{}/v2/", self.base), location)
     }
 
+    // ANCHOR: get_manifest
     /// Fetch a manifest or index by tag or digest: (bytes, media type, digest of the bytes).
     pub fn get_manifest(&self, reference: &str) -> Result<(Vec<u8>, String, Digest)> {
         let path = format!("manifests/{reference}");
@@ -301,7 +314,9 @@ impl Client {
         }
         Ok((bytes, media, digest))
     }
+    // ANCHOR_END: get_manifest
 
+    // ANCHOR: get_blob
     /// Start reading a blob, from byte `offset` on. Returns the status (200 or 206) and the
     /// body.
     pub fn get_blob(&self, digest: &Digest, offset: u64) -> Result<(u16, Box<dyn Read + Send>)> {
@@ -326,6 +341,18 @@ impl Client {
         }
         Ok((status, Box::new(resp.into_body().into_reader())))
     }
+    // ANCHOR_END: get_blob
+}
+
+/// `host[:port]` of a base URL such as a mirror's.
+pub fn host_of(url: &str) -> &str {
+    url_host(url)
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> String {
+    let scheme = url.split("://").next().unwrap_or("");
+    format!("{scheme}://{}", url_host(url))
 }
 
 fn url_host(url: &str) -> &str {

@@ -209,6 +209,7 @@ impl Store {
     pub fn image_at(&self, mut d: Descriptor, platform: &Platform) -> Result<Image> {
         for _ in 0..8 {
             let bytes = self.read_blob(&d.digest)?;
+            check_not_ambiguous(&bytes, &d.digest)?;
             let media = d.media_type.clone();
             match media.as_str() {
                 oci::MEDIA_OCI_INDEX | oci::MEDIA_DOCKER_LIST => {
@@ -296,7 +297,7 @@ impl BlobWriter {
         if let Some((want, want_size)) = expect {
             if &digest != want || size != want_size {
                 return Err(Error::invalid(format!(
-                    "blob {want} ({want_size} bytes) did not verify: got {digest} ({size} bytes)"
+                    "content did not verify: expected {want} ({want_size} bytes), got {digest} ({size} bytes)"
                 )));
             }
         }
@@ -337,8 +338,9 @@ pub fn pick_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descri
     })
 }
 
-/// A manifest or index body names its own media type; it must agree with the descriptor
-/// (a document that could be read as both is refused: CVE-2021-41190).
+/// A manifest or index body names its own media type; it must agree with the descriptor,
+/// and no document may hold both `manifests` and `layers` or `config`: one that could be
+/// read as either is refused (CVE-2021-41190).
 pub fn check_body_media_type(body: &Option<String>, descriptor: &str, digest: &Digest) -> Result<()> {
     match body {
         Some(b) if b != descriptor => Err(Error::invalid(format!(
@@ -346,6 +348,15 @@ pub fn check_body_media_type(body: &Option<String>, descriptor: &str, digest: &D
         ))),
         _ => Ok(()),
     }
+}
+
+/// Refuse a document that is both an index and a manifest (CVE-2021-41190).
+pub fn check_not_ambiguous(bytes: &[u8], digest: &Digest) -> Result<()> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    if v.get("manifests").is_some() && (v.get("layers").is_some() || v.get("config").is_some()) {
+        return Err(Error::invalid(format!("{digest}: document holds both manifests and layers/config; refusing an ambiguous manifest")));
+    }
+    Ok(())
 }
 
 fn sniff_media_type(bytes: &[u8]) -> String {
