@@ -370,3 +370,25 @@ fn a_killed_pull_leaves_a_valid_store_and_the_next_pull_finishes() {
     let b = s.join("b");
     s.ok("box-unpack", &[&format!("{}/k/app:1", r.host()), b.to_str().unwrap()]);
 }
+
+#[test]
+fn progress_bars_on_a_terminal_only() {
+    require("script");
+    let r = Registry::start(Mode::Plain);
+    let s = Scratch::new();
+    let digest = make_image(s.path(), "p/app:1", &[crate::support::busybox_tar()], "gzip", None);
+    s.ok("box-push", &["p/app:1", &format!("{}/p/app:1", r.host())]);
+    // On a terminal (script(1) gives the command one), stderr shows a bar per blob.
+    let fresh = Scratch::new();
+    let cmd = format!("{} --root {} {}/p/app:1", crate::support::bin("box-pull").display(), fresh.path().display(), r.host());
+    let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("TERM", "xterm").output().unwrap();
+    crate::support::assert_success(&o, "box-pull on a terminal");
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(screen.contains("MiB") || screen.contains("KiB"), "no progress shown:\n{screen}");
+    assert!(screen.contains(&digest));
+    // Through a pipe, stdout is the digest alone and stderr is silent.
+    let fresh = Scratch::new();
+    let o = fresh.cmd("box-pull").arg(format!("{}/p/app:1", r.host())).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), digest);
+    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+}
