@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # boxkit benchmarks against peer tools, on the same work, with hyperfine.
 #
 #   bench/run.sh [spawn|unpack|all]     (default: all)
@@ -12,6 +13,7 @@
 #   QUICK=1          smoke run: few runs, no big image
 #   BENCH_WORK=DIR   state (images, results, scratch); default /tmp/boxkit-bench
 #   SKIP_BUILD=1     use the binaries already in target/release (no cargo build)
+#   FORCE=1          rebuild the benchmark images
 #
 # Run as root (namespaces, mounts, runc, crun, umoci unpack need it). This
 # script installs nothing; it stops with the apt-get line to run if a tool is
@@ -39,7 +41,7 @@ REPO="$(cd "$BENCH_DIR/.." && pwd)"
 # shellcheck source=lib/common.sh
 . "$BENCH_DIR/lib/common.sh"
 
-usage() { sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+usage() { sed -n '3,/^$/s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 case "${1:-all}" in
   spawn) TASKS=(spawn) ;;
   unpack) TASKS=(unpack) ;;
@@ -64,6 +66,9 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 RES="$BENCH_WORK/results/$STAMP"
 W="$BENCH_WORK/scratch"
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+if awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l > 1.0) }'; then
+  log "warning: load average is $LOAD_START; other work on the machine will show up in the numbers"
+fi
 mkdir -p "$RES"
 : >"$RES/log.txt"; : >"$RES/checks.txt"
 
@@ -92,20 +97,37 @@ cleanup() {
   rmdir "$W" 2>/dev/null
   rm -rf "$BENCH_WORK"/bundle.* "$BENCH_WORK"/opq.* "$IMG_DIR"/.*.tmp
 }
+HF_PID=""
+on_signal() {
+  # stop the running hyperfine (by its PID; unshare and bash exec into it)
+  set +e
+  if [[ -n $HF_PID ]]; then kill -TERM "$HF_PID" 2>/dev/null; wait "$HF_PID" 2>/dev/null; fi
+  log "interrupted"; exit 130
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+trap on_signal INT TERM HUP
 
 if mountpoint -q "$W" 2>/dev/null; then umount "$W"; fi   # left by a killed run
 rm -rf "$W"; mkdir -p "$W"
 mount -t tmpfs -o size=8g,mode=0755 boxkit-bench-scratch "$W"
 MOUNTED_W=1
+cd "$BENCH_WORK"   # benchmarked commands run here, never in the caller's directory
 
 # ---------------------------------------------------------------- helpers
 FAILED=0
-check() { # check <PASS|FAIL> <text>
+check() { # check <PASS|FAIL|NOTE> <text>; only FAIL makes the script fail
   echo "$1: $2" | tee -a "$RES/checks.txt" >&2
-  [[ $1 == PASS ]] || FAILED=$((FAILED + 1))
+  [[ $1 == FAIL ]] && FAILED=$((FAILED + 1))
+  return 0
 }
+
+# CPU time, in clock ticks: of the whole machine (busy, all CPUs) and of this
+# script's reaped children. Their difference over a benchmark is CPU that other
+# work on the machine used meanwhile (plus kernel threads), a noise indicator.
+cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+cpu_ours() { awk '{print $16+$17}' "/proc/$$/stat"; }
+TICKS="$(getconf CLK_TCK)"
+declare -A OTHER_CPU
 
 # hf <bench-id> [hyperfine args...] -> $RES/<bench-id>.json; runs inside
 # "${HF_WRAP[@]}" when that is set.
@@ -114,7 +136,16 @@ hf() {
   local id="$1"; shift
   log "bench: $id"
   { echo "### $id"; [[ ${#HF_WRAP[@]} -gt 0 ]] && printf '%q ' "${HF_WRAP[@]}"; printf '%q ' hyperfine "$@"; echo; } >>"$RES/log.txt"
-  if ! "${HF_WRAP[@]}" hyperfine --style basic --export-json "$RES/$id.json" "$@" >>"$RES/log.txt" 2>&1; then
+  local b0 o0 t0=$SECONDS; b0="$(cpu_busy)"; o0="$(cpu_ours)"
+  # in the background + wait, so that INT/TERM reach the trap at once
+  "${HF_WRAP[@]}" hyperfine --style basic --export-json "$RES/$id.json" "$@" >>"$RES/log.txt" 2>&1 &
+  HF_PID=$!
+  local rc=0; wait "$HF_PID" || rc=$?
+  HF_PID=""
+  OTHER_CPU[$id]="$(awk -v b="$(( $(cpu_busy) - b0 ))" -v o="$(( $(cpu_ours) - o0 ))" -v t="$TICKS" \
+    -v w="$((SECONDS - t0))" 'BEGIN { x = (b - o) / t; if (x < 0) x = 0
+      printf "%.1f CPU-seconds in %d s (%.0f%% of one core)", x, w, (w > 0 ? 100 * x / w : 0) }')"
+  if [[ $rc != 0 ]]; then
     log "bench $id FAILED (see $RES/log.txt)"; tail -5 "$RES/log.txt" >&2
     rm -f "$RES/$id.json"; FAILED=$((FAILED + 1)); return 1
   fi
@@ -172,9 +203,8 @@ task_spawn() {
   mkdir -p "$d" "$ob" "$W/runc-root" "$W/crun-root"
   "$BOX/box-unpack" --layout "$IMG_DIR/busybox" latest "$b" >/dev/null
   # runc/crun: a copy of config.json next to it, on the SAME rootfs: args
-  # /bin/true, no terminal, and ociVersion 1.0.2-dev (what `runc spec` writes;
-  # crun 1.8.1 refuses the "1.2.0" box-unpack writes: "unknown version specified").
-  jq --arg r "$b/rootfs" '.ociVersion="1.0.2-dev" | .process.args=["/bin/true"]
+  # /bin/true, no terminal, an absolute root path.
+  jq --arg r "$b/rootfs" '.process.args=["/bin/true"]
       | .process.terminal=false | .root.path=$r' "$b/config.json" >"$ob/config.json"
   diff <(jq -S . "$b/config.json") <(jq -S . "$ob/config.json") >"$RES/spawn-config.diff" || true
   detect_cgroup_wrap "$ob"
@@ -189,7 +219,8 @@ task_spawn() {
     check PASS "crun runs the same rootfs"; else check FAIL "crun: $out"; fi
 
   HF_WRAP=("${CG_WRAP[@]}")
-  hf spawn -N --warmup "$(runs 10 2)" --min-runs "$(runs 200 5)" \
+  local count=(--min-runs 200); [[ $QUICK == 1 ]] && count=(--runs 5)
+  hf spawn -N --warmup "$(runs 10 2)" "${count[@]}" \
     -n "box-spawn B -- /bin/true" "$BOX/box-spawn $b -- /bin/true" \
     -n "runc run /bin/true" "runc --root $W/runc-root run --bundle $ob bench-runc" \
     -n "crun run /bin/true" "crun --root $W/crun-root run --bundle $ob bench-crun" \
@@ -203,16 +234,22 @@ task_spawn() {
   local left
   left="$(runc --root "$W/runc-root" list -q 2>/dev/null; ls "$W/crun-root" 2>/dev/null)"
   if [[ -z "$left" ]]; then check PASS "no runc/crun container left after the spawn benchmark"
-  else check FAIL "containers left after the spawn benchmark: $(echo $left)"; fi
+  else check FAIL "containers left after the spawn benchmark: ${left//$'\n'/ }"; fi
   rm -rf "$d"
 }
 
 # ---------------------------------------------------------------- unpack
-# mode owner nlink size mtime path [link target]; directory sizes and the
-# rootfs directory itself left out (they depend on the filesystem/tool)
+# mode owner nlink size mtime path [link target] of every entry; directory
+# sizes and the rootfs directory itself are left out (filesystem/tool specific).
+# Directory mtimes go to a list of their own (dir_times_of): a layer that adds
+# a file without naming its directory changes that directory's mtime, which
+# umoci restores and other unpackers do not.
 tree_of() {
-  (cd "$1" && find . -mindepth 1 \( -type d -printf '%M %U:%G - - %T@ %p\n' \) \
+  (cd "$1" && find . -mindepth 1 \( -type d -printf '%M %U:%G - - - %p\n' \) \
     -o -printf '%M %U:%G %n %s %T@ %p %l\n' | sed 's/ $//' | LC_ALL=C sort -k6)
+}
+dir_times_of() {
+  (cd "$1" && find . -mindepth 1 -type d -printf '%T@ %p\n' | LC_ALL=C sort -k2)
 }
 
 task_unpack() {
@@ -225,12 +262,18 @@ task_unpack() {
     umoci unpack --image "$IMG_DIR/$img:latest" "$d/umoci" >/dev/null 2>&1
     tree_of "$d/box/rootfs" >"$d/box.tree"; tree_of "$d/umoci/rootfs" >"$d/umoci.tree"
     if diff -u "$d/umoci.tree" "$d/box.tree" >"$RES/unpack-$img-tree.diff"; then
-      check PASS "box-unpack and umoci unpack give the same tree for $img ($(wc -l <"$d/box.tree") entries)"
+      check PASS "box-unpack and umoci unpack give the same tree for $img ($(wc -l <"$d/box.tree") entries: type, mode, owner, links, size, file mtime, symlink target)"
       rm -f "$RES/unpack-$img-tree.diff"
     else
       check FAIL "box-unpack and umoci unpack trees differ for $img (see unpack-$img-tree.diff)"
     fi
-    rm -rf "$d/box" "$d/umoci" "$d"/*.tree
+    dir_times_of "$d/box/rootfs" >"$d/box.dt"; dir_times_of "$d/umoci/rootfs" >"$d/umoci.dt"
+    if diff -u "$d/umoci.dt" "$d/box.dt" >"$RES/unpack-$img-dirtimes.diff"; then
+      rm -f "$RES/unpack-$img-dirtimes.diff"
+    else
+      check NOTE "directory mtimes differ from umoci's for $img: $(grep -c '^+[0-9]' "$RES/unpack-$img-dirtimes.diff") directories, e.g. $(grep -m1 '^+[0-9]' "$RES/unpack-$img-dirtimes.diff" | cut -d' ' -f2-) (see unpack-$img-dirtimes.diff)"
+    fi
+    rm -rf "$d/box" "$d/umoci" "$d"/*.tree "$d"/*.dt
 
     case $img in big) n=$(runs 10 2) ;; *) n=$(runs 30 3) ;; esac
     hf "unpack-$img" --warmup 1 --runs "$n" --prepare "rm -rf $out; sync" \
@@ -250,15 +293,15 @@ median_of() { # median_of <json> <name-prefix> -> seconds (empty if absent)
 }
 ms() { awk -v s="$1" 'BEGIN { v = s * 1000; if (v < 10) printf "%.2f ms", v; else if (v < 1000) printf "%.1f ms", v; else printf "%.3f s", s }'; }
 
-goal() { # goal <label> <boxkit s> <other s> <factor>: pass if other >= factor * boxkit
-  local label="$1" b="$2" o="$3" f="$4"
+goal() { # goal <label> <boxkit s> <other s> <factor> <other name>: pass if other >= factor * boxkit
+  local label="$1" b="$2" o="$3" f="$4" on="$5"
   if [[ -z "$b" || -z "$o" ]]; then echo "- **SKIP** $label: no data"; return; fi
-  awk -v l="$label" -v b="$b" -v o="$o" -v f="$f" 'BEGIN {
+  awk -v l="$label" -v b="$b" -v o="$o" -v f="$f" -v on="$on" 'BEGIN {
     r = o / b; ok = (o >= f * b)
     if (ok) m = sprintf("margin: %.0f%% faster than needed", (r / f - 1) * 100)
     else m = sprintf("missed: %.0f%% slower than needed (%.2f ms over)", (f / r - 1) * 100, (b - o / f) * 1000)
-    printf "- **%s** %s: boxkit %.2f ms, other %.2f ms, ratio %.2fx (goal >= %.1fx); %s\n",
-      ok ? "PASS" : "FAIL", l, b * 1000, o * 1000, r, f, m }'
+    printf "- **%s** %s: boxkit %.2f ms, %s %.2f ms, ratio %.2fx (goal >= %.1fx); %s\n",
+      ok ? "PASS" : "FAIL", l, b * 1000, on, o * 1000, r, f, m }'
 }
 
 summarize() {
@@ -267,7 +310,7 @@ summarize() {
     echo "# boxkit benchmark summary"
     echo
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ) (started $STAMP)"
-    echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME"); load average at start: $LOAD_START"
+    echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME"); load average at start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- boxkit: $BOXKIT_REV, release build ($BOX)"
     echo "- peers: runc $(runc --version | awk 'NR==1{print $3}'), crun $(crun --version | awk 'NR==1{print $3}'), umoci $(umoci --version | awk '{print $3}'), $(tar --version | head -1), $(gzip --version | head -1), hyperfine $(hyperfine --version | awk '{print $2}')"
     echo "- scratch: tmpfs at $W (bundles, runc/crun state, unpack targets); images on $(df --output=fstype "$IMG_DIR" | tail -1) in the page cache"
@@ -275,12 +318,14 @@ summarize() {
     [[ ${#CG_WRAP[@]} -gt 0 ]] && echo "- spawn ran inside \`unshare --mount --propagation private\` with /sys/fs/cgroup/unified unmounted there (crun 1.8.1 hybrid-cgroup workaround), for all commands alike"
     echo
     echo "Values are hyperfine medians. \"vs boxkit\" = that row's median / the boxkit row's median: above 1 means boxkit is faster."
-    for f in "$RES"/*.json; do
+    for id in spawn unpack-busybox unpack-layered unpack-big; do
+      f="$RES/$id.json"
       [[ -f "$f" ]] || continue
-      id="$(basename "$f" .json)"
       bmed="$(median_of "$f" "box-")"
       echo
       echo "## $id"
+      echo
+      echo "Other CPU use on the machine meanwhile: ${OTHER_CPU[$id]:-unknown}."
       echo
       echo "| command | median | mean ± sd | min | max | runs | vs boxkit |"
       echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -293,13 +338,13 @@ summarize() {
     echo "## Goals"
     echo
     if [[ -f "$RES/spawn.json" ]]; then
-      goal "spawn at least as fast as crun run" "$(median_of "$RES/spawn.json" "box-")" "$(median_of "$RES/spawn.json" "crun run")" 1
+      goal "spawn at least as fast as crun run" "$(median_of "$RES/spawn.json" "box-")" "$(median_of "$RES/spawn.json" "crun run")" 1 crun
     fi
     local img
     for img in busybox layered big; do
       f="$RES/unpack-$img.json"; [[ -f "$f" ]] || continue
-      goal "unpack $img at least as fast as GNU tar" "$(median_of "$f" "box-")" "$(median_of "$f" "GNU tar")" 1
-      goal "unpack $img 3x faster than umoci" "$(median_of "$f" "box-")" "$(median_of "$f" "umoci")" 3
+      goal "unpack $img at least as fast as GNU tar" "$(median_of "$f" "box-")" "$(median_of "$f" "GNU tar")" 1 "GNU tar"
+      goal "unpack $img 3x faster than umoci" "$(median_of "$f" "box-")" "$(median_of "$f" "umoci")" 3 umoci
     done
     echo
     echo "## Checks (untimed)"
@@ -309,12 +354,12 @@ summarize() {
     echo "## Caveats"
     echo
     echo "- box-spawn creates no cgroups yet; runc and crun do (cgroup v1 here), which is part of their time. The \`crun --cgroup-manager=disabled\` row is the closer like-for-like reference. box-spawn does drop/keep capabilities, set rlimits, no_new_privs, masked and read-only paths per config.json, like the others."
-    echo "- The runc/crun config.json is a copy of the one box-unpack wrote for the same rootfs, with args [\"/bin/true\"], terminal false, an absolute root.path and ociVersion 1.0.2-dev (crun 1.8.1 rejects 1.2.0); spawn-config.diff holds the exact difference."
+    echo "- The runc/crun config.json is a copy of the one box-unpack wrote for the same rootfs, with args [\"/bin/true\"], terminal false and an absolute root.path; spawn-config.diff holds the exact difference."
     echo "- box-spawn and runc/crun \`run\` all wait for the process and clean up after it; runc/crun also write and delete a state directory (on the tmpfs)."
     echo "- The GNU tar loop applies no whiteouts (on layered it leaves .wh.* files) and verifies no digest: it is a speed reference, not a correct unpack. box-unpack verifies every blob digest and DiffID; umoci unpack also writes an mtree manifest of the rootfs."
     echo "- box-unpack --layout reads the OCI layout directly; the boxkit store is the same kind of layout opened by the same code, so a separate store row would measure the same path."
     echo "- Unpack commands run under hyperfine's default shell (sh -c, spawn time subtracted); spawn commands run with -N (no shell). Output dirs are on a tmpfs: on this VM's ext4 root, file creation dominates and is very noisy."
-    echo "- Everything shares 2 cores with whatever else runs on the machine; see the load average above."
+    echo "- Everything shares the machine's cores with whatever else runs on it. hyperfine runs all runs of one command, then the next, so a burst of other work hits one row more than the others: see \"Other CPU use\" under each table (CPU time of the whole machine minus this script's own; it includes kernel worker threads, e.g. the network namespace teardown after each spawn)."
     echo
     echo "Results: $RES"
   } >"$RES/summary.md"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Build the benchmark images offline, as OCI image layouts (tag "latest"), with
 # umoci, GNU tar and the host's static busybox. No network.
 #

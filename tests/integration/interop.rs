@@ -101,3 +101,24 @@ fn unpack_matches_umoci_on_a_many_layer_umoci_image() {
     crate::support::assert_success(&o, "build a layered image with umoci");
     compare_with_umoci(&s, &layout, "latest");
 }
+
+#[test]
+fn crun_runs_a_box_unpack_bundle() {
+    require("crun");
+    let s = Scratch::new();
+    let b = s.busybox_bundle("crun-bundle");
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo pid=$$ host=$(hostname)"]);
+    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    let id = format!("boxkit-crun-{}", std::process::id());
+    let state = s.join("crun-state");
+    // crun 1.8 refuses a hybrid cgroup host unless the cgroup2 mount is out of its sight:
+    // hide it in a private mount namespace (the host's mounts are untouched).
+    let script = format!(
+        "umount /sys/fs/cgroup/unified 2>/dev/null; crun --root {} run --bundle {} {id}",
+        state.display(),
+        b.display()
+    );
+    let out = run(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]));
+    assert_eq!(out, "pid=1 host=crun-bundle\n");
+}

@@ -19,7 +19,7 @@ use crate::error::{Context, Error, Result};
 use crate::explain;
 use crate::fsroot::{self, CleanPath, Root};
 use crate::tarstream::{self, Kind, Meta};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -40,7 +40,7 @@ pub struct ApplyStats {
 
 /// Apply one uncompressed layer tar to `root`.
 pub fn apply(root: &Root, tar: impl Read) -> Result<ApplyStats> {
-    let mut a = Applier { root, written: HashSet::new(), dir_times: Vec::new(), stats: ApplyStats::default() };
+    let mut a = Applier { root, written: HashSet::new(), dir_times: HashMap::new(), stats: ApplyStats::default() };
     let mut archive = tar::Archive::new(tar);
     let entries = archive.entries().map_err(|e| Error::io("read tar", e))?;
     let mut buf = vec![0u8; 256 << 10];
@@ -63,8 +63,9 @@ struct Applier<'r> {
     root: &'r Root,
     /// Every path this layer wrote, with all its ancestors: whiteouts never hide these.
     written: HashSet<CleanPath>,
-    /// Directory mtimes are set last, once nothing more is created inside them.
-    dir_times: Vec<(CleanPath, (i64, i64))>,
+    /// Directory mtimes, set last, once nothing more changes inside them: the layer's own
+    /// for directories it lists (`true`), the old ones for directories it only writes into.
+    dir_times: HashMap<CleanPath, ((i64, i64), bool)>,
     stats: ApplyStats,
 }
 
@@ -80,11 +81,12 @@ impl Applier<'_> {
                 std::os::unix::fs::lchown(p, Some(meta.uid), Some(meta.gid)).ctx(|| "chown /")?;
                 std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(meta.mode))
                     .ctx(|| "chmod /")?;
-                self.dir_times.push((path, (meta.mtime, meta.mtime_nsec)));
+                self.dir_times.insert(path, ((meta.mtime, meta.mtime_nsec), true));
             }
             return Ok(());
         };
         let file_name = file_name.to_os_string();
+        self.keep_time(&path.parent());
         if let Some(target) = file_name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
             return self.whiteout(&path, target);
         }
@@ -147,7 +149,7 @@ impl Applier<'_> {
             }
         }
         if meta.kind == Kind::Dir {
-            self.dir_times.push((path.clone(), (meta.mtime, meta.mtime_nsec)));
+            self.dir_times.insert(path.clone(), ((meta.mtime, meta.mtime_nsec), true));
         } else {
             fsroot::lutimesat(pfd, fname, meta.mtime, meta.mtime_nsec).ctx(|| format!("set times of {path}"))?;
         }
@@ -213,8 +215,21 @@ impl Applier<'_> {
     }
     // ANCHOR_END: hide_lower
 
+    /// Remember the mtime of an existing directory this layer is about to change without
+    /// listing it, so it keeps the time the lower layer gave it.
+    fn keep_time(&mut self, dir: &CleanPath) {
+        if self.dir_times.contains_key(dir) {
+            return;
+        }
+        if let Ok(fd) = self.root.open_in(dir, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW) {
+            if let Ok(st) = fsroot::fstat(fd.as_raw_fd()) {
+                self.dir_times.insert(dir.clone(), ((st.st_mtime, st.st_mtime_nsec), false));
+            }
+        }
+    }
+
     fn finish(&mut self) -> Result<()> {
-        for (path, (s, ns)) in self.dir_times.drain(..).rev() {
+        for (path, ((s, ns), _)) in self.dir_times.drain() {
             match path.file_name() {
                 None => fsroot::lutimesat(libc::AT_FDCWD, self.root.path().as_os_str(), s, ns),
                 Some(name) => match self.root.dir(&path.parent(), false) {
@@ -292,6 +307,16 @@ mod tests {
         assert_eq!(names(&t.path().join("d")), ["new", "sub"]);
         assert_eq!(names(&t.path().join("d/sub")), ["kept"]);
         assert_eq!(std::fs::read(t.path().join("gone")).unwrap(), b"6");
+    }
+
+    #[test]
+    fn directories_keep_their_times_when_a_later_layer_writes_inside() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        apply(&root, &layer(&[entry("d", Kind::Dir, b""), entry("d/a", Kind::File, b"1"), entry("d/b", Kind::File, b"2")])[..]).unwrap();
+        apply(&root, &layer(&[entry("d/new", Kind::File, b"3"), entry("d/.wh.a", Kind::File, b"")])[..]).unwrap();
+        assert_eq!(std::fs::metadata(t.path().join("d")).unwrap().mtime(), 5);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub const OCI_VERSION: &str = "1.2.0";
+/// 1.1.0: the newest version that crun 1.8 (Debian 12) and runc 1.1 both accept.
+pub const OCI_VERSION: &str = "1.1.0";
 
 // ANCHOR: spec_struct
 #[derive(Debug, Clone, Serialize, Deserialize)]
