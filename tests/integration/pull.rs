@@ -119,6 +119,15 @@ fn pull_over_tls_with_basic_auth() {
     boxkit::auth::store_credentials(&docker_cfg.join("config.json"), &r.host(), Some(&boxkit::auth::Credentials { username: USER.into(), password: PASSWORD.into() })).unwrap();
     let o = run(&["-q", "--ca-file", ca.to_str().unwrap(), &reference]);
     crate::support::assert_success(&o, "box-pull over TLS with basic auth");
+    // Docker's per-registry CA directory works without --ca-file.
+    let certs_d = std::path::PathBuf::from("/etc/docker/certs.d").join(r.host());
+    std::fs::create_dir_all(&certs_d).unwrap();
+    std::fs::copy(&ca, certs_d.join("ca.crt")).unwrap();
+    let fresh = Scratch::new();
+    let o = fresh.cmd("box-pull").env("DOCKER_CONFIG", &docker_cfg).args(["-q", &reference]).output().unwrap();
+    std::fs::remove_dir_all(&certs_d).unwrap();
+    let _ = std::fs::remove_dir("/etc/docker/certs.d");
+    crate::support::assert_success(&o, "box-pull trusting /etc/docker/certs.d/HOST/ca.crt");
     let work = Scratch::new();
     let want = reference_tree(&r, "secure/app:1", &work);
     let b = s.join("b");

@@ -35,7 +35,7 @@ struct Args {
     mirror: Vec<String>,
     #[command(flatten)]
     registry: boxkit_cli::RegistryArgs,
-    /// Print nothing but the digest (no progress bars)
+    /// Print nothing but the digest (no progress bars; also the case when stdout is not a terminal)
     #[arg(long, short = 'q')]
     quiet: bool,
     /// Print the normalized reference and the endpoint it would use, and exit (no network)
@@ -91,7 +91,8 @@ fn run(a: Args) -> boxkit::Result<i32> {
         mirrors,
         registry: a.registry.options(),
     };
-    let show = !a.quiet && std::io::stderr().is_terminal() && !a.common.explain;
+    // Bars only for a person watching: stdout a pipe means a script wants the digest alone.
+    let show = !a.quiet && std::io::stderr().is_terminal() && std::io::stdout().is_terminal() && !a.common.explain;
     let bars = Bars { multi: indicatif::MultiProgress::new(), bars: Mutex::new(HashMap::new()), show };
     let desc = boxkit::pull::pull(&store, &reference, &opts, &bars).map_err(|e| e.context(format!("pull {reference}")))?;
     boxkit_cli::print_line(&desc.digest)?;
