@@ -130,3 +130,51 @@ fn an_unprivileged_user_cannot_reach_setuid_files_in_a_bundle() {
     assert!(!out.status.success(), "nobody could stat a setuid file inside the bundle");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
 }
+
+#[test]
+fn a_huge_index_json_is_refused_with_bounded_memory() {
+    // containerd CVE-2023-25153: an index.json of many GiB must not be read into memory.
+    let s = Scratch::new();
+    s.ok("box-import", &[fixture("base.tar").to_str().unwrap(), "t"]);
+    let idx = s.join("images/index.json");
+    let f = std::fs::OpenOptions::new().append(true).open(&idx).unwrap();
+    f.set_len(4 << 30).unwrap(); // 4 GiB, sparse
+    let (code, err) = s.fails("box-unpack", &["t", s.join("b").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("index.json") && err.contains("larger than"), "{err}");
+}
+
+#[test]
+fn export_never_follows_a_symlink_swapped_in_during_the_walk() {
+    // docker cp CVE-2018-15664: a running container swaps a directory for a symlink to a
+    // host path while it is exported. The walk holds directory descriptors and opens every
+    // name with O_NOFOLLOW, so the tar never holds the host's file.
+    let s = Scratch::new();
+    let host = s.join("host-secret");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("data"), "HOST-SECRET\n").unwrap();
+    make_image(s.path(), "t", &[fixture("base.tar")], "gzip", None);
+    let b = crate::support::unpack(&s, "t", "b");
+    let dir = b.join("rootfs/data/dir");
+    std::fs::write(dir.join("data"), "container data\n").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (dir, host, stop) = (dir.clone(), host.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let real = dir.with_file_name("dir.real");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::rename(&dir, &real);
+                let _ = std::os::unix::fs::symlink(&host, &dir);
+                let _ = std::fs::remove_file(&dir);
+                let _ = std::fs::rename(&real, &dir);
+            }
+        })
+    };
+    for _ in 0..40 {
+        let o = s.cmd("box-export").arg(&b).output().unwrap();
+        let tar = String::from_utf8_lossy(&o.stdout);
+        assert!(!tar.contains("HOST-SECRET"), "a host file leaked into the export");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+}
