@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod caps;
+pub mod cgroup;
 pub mod changes;
 pub mod compress;
 pub mod digest;
