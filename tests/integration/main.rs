@@ -5,6 +5,7 @@
 mod support;
 
 mod book;
+mod cgroups;
 mod cli;
 mod export;
 mod faultproxy;

@@ -14,6 +14,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("unpack", "unpack an image into an OCI runtime bundle (config.json + rootfs/)"),
     ("spawn", "run a bundle's process in new namespaces with pivot_root"),
     ("export", "write a bundle's or image's root filesystem as a tar stream"),
+    ("cgroup-limit", "run a command under memory, CPU and process limits (cgroup v2 or v1)"),
     ("pull", "pull an image from a registry into the store (verified)"),
     ("push", "push an image from the store to a registry"),
     ("login", "check registry credentials and store them as Docker does"),

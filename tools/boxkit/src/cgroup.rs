@@ -353,8 +353,46 @@ impl Cgroup {
         Ok(s)
     }
 
+    /// The processes in the group now.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self
+            .dirs()
+            .iter()
+            .filter_map(|(_, d)| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// SIGKILL every process left in the group (what a command started and left behind),
+    /// and wait until it is empty. v2 has `cgroup.kill` for this; v1 needs a loop, since
+    /// a process may fork while we kill.
+    pub fn kill_all(&self) -> Result<()> {
+        if let Some((_, d)) = self.dirs().into_iter().find(|(c, _)| c == "unified") {
+            if d.join("cgroup.kill").exists() {
+                write(&d.join("cgroup.kill"), "1")?;
+            }
+        }
+        for _ in 0..200 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            explain!("kill -KILL {pids:?} (left in the group)");
+            for p in pids {
+                // SAFETY: kill(2) on a pid read from this group's own cgroup.procs.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(Error::new(crate::Kind::System, format!("processes of cgroup {} would not die", self.path().display())))
+    }
+
     /// Remove the group (its processes must be gone), and boxkit's parent group when empty.
     pub fn remove(&self) -> Result<()> {
+        let mut first_error = None;
         for (_, d) in self.dirs() {
             if d.exists() {
                 // A group whose last process just exited may be busy for a moment.
@@ -366,14 +404,17 @@ impl Cgroup {
                             tries += 1;
                             std::thread::sleep(std::time::Duration::from_millis(10));
                         }
-                        Err(e) => return Err(Error::io(format!("rmdir {}", d.display()), e)),
+                        Err(e) => {
+                            first_error.get_or_insert(Error::io(format!("rmdir {}", d.display()), e));
+                            break;
+                        }
                     }
                 }
                 explain!("rmdir {}", d.display());
             }
             let _ = std::fs::remove_dir(d.parent().unwrap()); // boxkit/, only if now empty
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 

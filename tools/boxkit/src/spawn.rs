@@ -52,7 +52,8 @@ const FORWARDED: [Signal; 8] = [
     Signal::SIGCONT,
 ];
 
-fn forwarded_set() -> SigSet {
+/// The signals a supervisor forwards, as a set (block them before starting the child).
+pub fn forwarded_set() -> SigSet {
     let mut s = SigSet::empty();
     for sig in FORWARDED {
         s.add(sig);
@@ -156,8 +157,9 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
 // ANCHOR_END: spawn_fn
 
 // ANCHOR: supervise
-/// Forward signals to `child` and wait for it; its status becomes ours.
-fn supervise(child: Pid, blocked: &SigSet) -> Result<i32> {
+/// Forward signals to `child` and wait for it; its status becomes ours (128+N on signal N).
+/// The signals in `blocked` must be blocked in this thread.
+pub fn supervise(child: Pid, blocked: &SigSet) -> Result<i32> {
     loop {
         let sig = blocked.wait().ctx(|| "sigwait")?;
         if sig == Signal::SIGCHLD {
