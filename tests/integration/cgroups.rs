@@ -113,3 +113,27 @@ fn it_composes_with_box_spawn() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("memory limit of 24.0 MiB was reached"));
     no_groups_left(&format!("run-{pid}"));
 }
+
+#[test]
+fn box_spawn_joins_a_created_group() {
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let name = format!("spawn-{}", std::process::id());
+    let o = limit(&["--create", &name, "--memory", "24M", "--pids", "50"]);
+    crate::support::assert_success(&o, "create");
+    let path = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let o = Command::new(bin("box-spawn"))
+        .args(["--cgroup", &path])
+        .arg(&b)
+        .args(["--", "sh", "-c", "cat /proc/self/cgroup; awk 'BEGIN { s = \"x\"; while (1) s = s s }'"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(137), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("boxkit/{name}")), "{o:?}");
+    let stats = limit(&["--stats", &name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert!(v["oom_kills"].as_u64().unwrap() >= 1, "{v}");
+    crate::support::assert_success(&limit(&["--remove", &name]), "remove");
+    let o = Command::new(bin("box-spawn")).args(["--cgroup", "/nonexistent"]).arg(&b).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+}

@@ -25,6 +25,9 @@ struct Args {
     /// Run a minimal init as PID 1 that reaps zombies and forwards signals to the command
     #[arg(long)]
     init: bool,
+    /// Run in this cgroup (a path printed by box-cgroup-limit --create)
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
     /// The command to run instead of the one in config.json
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -38,9 +41,14 @@ fn main() {
 
 fn run(a: Args) -> boxkit::Result<i32> {
     let spec = boxkit::runtime::load(&a.bundle)?;
+    let cgroup_procs = match &a.cgroup {
+        Some(p) => boxkit::cgroup::procs_files(&boxkit::cgroup::detect_host()?, p)?,
+        None => Vec::new(),
+    };
     let opts = boxkit::spawn::SpawnOptions {
         args: if a.command.is_empty() { None } else { Some(a.command) },
         init: a.init,
+        cgroup_procs,
     };
     boxkit::spawn::spawn(&a.bundle, &spec, &opts)
 }

@@ -87,6 +87,22 @@ pub fn detect_host() -> Result<Hierarchy> {
     detect(&mi, &cg, Path::new("/"))
 }
 
+/// The `cgroup.procs` files a process must write to join the group at `path`: every
+/// hierarchy's directory for a group boxkit created (`…/boxkit/NAME`), or just `path`.
+pub fn procs_files(h: &Hierarchy, path: &Path) -> Result<Vec<PathBuf>> {
+    if !path.join("cgroup.procs").exists() {
+        return Err(Error::not_found(format!("{} is not a cgroup", path.display())));
+    }
+    let parent_is_boxkit = path.parent().and_then(|p| p.file_name()).map(|n| n == "boxkit").unwrap_or(false);
+    if let (true, Some(name)) = (parent_is_boxkit, path.file_name().and_then(|n| n.to_str())) {
+        let cg = Cgroup::named(h, name)?;
+        if cg.dirs().iter().any(|(_, d)| d == path) {
+            return Ok(cg.dirs().into_iter().map(|(_, d)| d.join("cgroup.procs")).filter(|p| p.exists()).collect());
+        }
+    }
+    Ok(vec![path.join("cgroup.procs")])
+}
+
 /// Limits, as `docker run` spells them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
@@ -191,9 +207,7 @@ impl Cgroup {
         match h {
             Hierarchy::V2 { mount } => {
                 let parent = mount.join("boxkit");
-                if !parent.exists() {
-                    std::fs::create_dir(&parent).ctx(|| format!("mkdir {}", parent.display()))?;
-                }
+                mkdir_exists_ok(&parent)?;
                 // Hand the controllers down from boxkit/ to its children (boxkit/ itself
                 // never holds a process, as v2 requires).
                 let offered = std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
@@ -203,20 +217,18 @@ impl Cgroup {
                 }
                 write(&parent.join("cgroup.subtree_control"), &enable.join(" "))?;
                 let dir = parent.join(name);
-                std::fs::create_dir(&dir).ctx(|| format!("mkdir {}", dir.display()))?;
+                mkdir_child(&dir)?;
                 explain!("mkdir {} (a new cgroup)", dir.display());
             }
             Hierarchy::V1 { .. } => {
                 for (ctl, dir) in cg.dirs() {
                     let parent = dir.parent().unwrap();
-                    if !parent.exists() {
-                        std::fs::create_dir(parent).ctx(|| format!("mkdir {}", parent.display()))?;
-                        if ctl == "cpuset" {
-                            inherit_cpuset(parent)?;
-                        }
-                    }
-                    std::fs::create_dir(&dir).ctx(|| format!("mkdir {}", dir.display()))?;
+                    mkdir_exists_ok(parent)?;
+                    mkdir_child(&dir)?;
                     if ctl == "cpuset" {
+                        // boxkit/ first, even when another process made it a moment ago and
+                        // has not filled it in yet (inherit_cpuset only fills what is empty).
+                        inherit_cpuset(parent)?;
                         inherit_cpuset(&dir)?;
                     }
                 }
@@ -418,11 +430,37 @@ impl Cgroup {
     }
 }
 
+/// mkdir that is content with a directory another process made first; true if we made it.
+fn mkdir_exists_ok(dir: &Path) -> Result<bool> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(format!("mkdir {}", dir.display()), e)),
+    }
+}
+
+/// mkdir of a group below boxkit/: another process removing an empty boxkit/ at the same
+/// moment makes it vanish, so make it again and retry.
+fn mkdir_child(dir: &Path) -> Result<()> {
+    for _ in 0..20 {
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                mkdir_exists_ok(dir.parent().unwrap())?;
+            }
+            r => return r.ctx(|| format!("mkdir {}", dir.display())),
+        }
+    }
+    Err(Error::new(crate::Kind::System, format!("mkdir {}: its parent keeps vanishing", dir.display())))
+}
+
 /// A copy of the parent's cpuset.cpus and cpuset.mems: a v1 cpuset group starts empty and
 /// accepts no process until both are set.
 fn inherit_cpuset(dir: &Path) -> Result<()> {
     let parent = dir.parent().unwrap();
     for f in ["cpuset.cpus", "cpuset.mems"] {
+        if !std::fs::read_to_string(dir.join(f)).unwrap_or_default().trim().is_empty() {
+            continue;
+        }
         let v = std::fs::read_to_string(parent.join(f)).ctx(|| format!("read {}", parent.join(f).display()))?;
         write(&dir.join(f), v.trim())?;
     }

@@ -38,6 +38,8 @@ pub struct SpawnOptions {
     pub args: Option<Vec<String>>,
     /// Run a tiny init as PID 1 that reaps zombies and forwards signals to the command.
     pub init: bool,
+    /// `cgroup.procs` files to join before anything else (box-cgroup-limit --create).
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 /// Signals box-spawn passes on to the container.
@@ -197,6 +199,12 @@ fn flag_names(f: CloneFlags) -> String {
 fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOptions) -> Result<()> {
     // Die with box-spawn: a container must not outlive the process that supervises it.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    // Join the cgroup first, so every later allocation is charged to it. "0" means the
+    // writing process, whatever its pid in the new PID namespace.
+    for procs in &opts.cgroup_procs {
+        explain!("write \"0\" > {}", procs.display());
+        std::fs::write(procs, "0").ctx(|| format!("join cgroup {}", procs.parent().unwrap_or(procs).display()))?;
+    }
     nix::unistd::setsid().ctx(|| "setsid")?;
     mount::make_private()?;
     mount::bind_self(rootfs)?;
