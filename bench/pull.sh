@@ -31,12 +31,13 @@ mkdir -p "$IMG" "$OUT" "$SCRATCH"
 
 REG_PID=""
 cleanup() {
-    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
-    mountpoint -q "$SCRATCH" && umount "$SCRATCH"
+    set +e # every step runs, whatever the one before returned
+    if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; fi
+    while mountpoint -q "$SCRATCH"; do umount "$SCRATCH" || break; done
     rm -rf "$SCRATCH" "$BENCH_WORK/pull-registry"
 }
 trap cleanup EXIT
-mount -t tmpfs -o size=4g tmpfs "$SCRATCH"
+mountpoint -q "$SCRATCH" || mount -t tmpfs -o size=4g tmpfs "$SCRATCH"
 
 # ---- images ------------------------------------------------------------------
 layer_tar() { # dir out.tar

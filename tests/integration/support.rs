@@ -110,9 +110,16 @@ pub fn assert_success(out: &Output, what: &str) {
     );
 }
 
+/// Fixtures are built afresh once per test run, under cargo's scratch directory for
+/// integration tests (target/tmp), so nothing is left in /tmp.
 fn fixtures_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::Builder::new().prefix("boxkit-fixtures-").tempdir().unwrap()).path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
 }
 
 /// The busybox root filesystem tar from testdata/busybox/make-rootfs.sh, built once.
