@@ -3,7 +3,7 @@
 
 use crate::support::{busybox_tar, fixture, Scratch};
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 fn blobs(s: &Scratch) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(s.join("images/blobs/sha256"))
@@ -146,4 +146,63 @@ fn invalid_references_are_named() {
         assert_eq!(code, 1);
         assert!(err.contains(msg) && err.contains(r), "{r}: {err}");
     }
+}
+
+#[test]
+fn hard_links_keep_the_content_they_had_and_never_name_directories() {
+    let s = Scratch::new();
+    let tar_of = |entries: &[(&str, &str, Option<&str>)]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data, link) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_mode(0o644);
+            h.set_mtime(1);
+            match (data, link) {
+                (_, Some(t)) => {
+                    h.set_entry_type(tar::EntryType::Link);
+                    h.set_size(0);
+                    b.append_link(&mut h, name, t).unwrap();
+                }
+                (&"DIR", None) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    b.append_data(&mut h, name, &[][..]).unwrap();
+                }
+                (d, None) => {
+                    h.set_size(d.len() as u64);
+                    b.append_data(&mut h, name, d.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    };
+    // b is a link to the OLD a; a is then replaced: b keeps the old content.
+    let o = import_stdin(&s, &tar_of(&[("a", "OLD\n", None), ("b", "", Some("a")), ("a", "NEW\n", None)]), "links");
+    crate::support::assert_success(&o, "import");
+    let b = crate::support::unpack(&s, "links", "b");
+    assert_eq!(std::fs::read_to_string(b.join("rootfs/a")).unwrap(), "NEW\n");
+    assert_eq!(std::fs::read_to_string(b.join("rootfs/b")).unwrap(), "OLD\n");
+    // Links to directories, and links to nothing earlier, are refused.
+    let o = import_stdin(&s, &tar_of(&[("d", "DIR", None), ("l", "", Some("d"))]), "bad");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("hard link to a directory"), "{o:?}");
+    let o = import_stdin(&s, &tar_of(&[("l", "", Some("later")), ("later", "x", None)]), "bad");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not come earlier"), "{o:?}");
+}
+
+#[test]
+fn gnu_sparse_files_are_refused_not_corrupted() {
+    let s = Scratch::new();
+    let dir = s.join("sp");
+    std::fs::create_dir(&dir).unwrap();
+    let f = std::fs::File::create(dir.join("sparse")).unwrap();
+    f.set_len(8 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_at(b"end", (8 << 20) - 3).unwrap();
+    std::fs::write(dir.join("zz-after"), vec![7u8; 2 << 20]).unwrap();
+    let tar = s.join("sp.tar");
+    let o = Command::new("tar").args(["--sparse", "--format=gnu", "-C"]).arg(&dir).arg("-cf").arg(&tar).arg(".").output().unwrap();
+    crate::support::assert_success(&o, "GNU tar --sparse");
+    let (code, err) = s.fails("box-import", &[tar.to_str().unwrap(), "sparse"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("GNU sparse files are not supported"), "{err}");
 }

@@ -231,3 +231,58 @@ fn explain_narrates_the_system_calls() {
         assert!(err.contains(step), "missing {step:?} in:\n{err}");
     }
 }
+
+#[test]
+fn devices_in_the_image_are_inert_and_mknod_is_not_granted() {
+    // A layer may ship a device node, and a container may try to make one: neither may
+    // reach a host device (no devices cgroup here, so no CAP_MKNOD and a nodev rootfs).
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let dev = b.join("rootfs/hostnull");
+    let c = std::ffi::CString::new(dev.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) }, 0);
+    let o = spawn(&b, &[], "cat /hostnull 2>&1; echo rc=$?; mknod /dev/l b 7 0 2>&1; echo rc=$?; mknod /tmp/l c 1 3 2>&1; echo rc=$?");
+    let out = stdout(&o);
+    assert!(out.contains("Permission denied") && !out.contains("rc=0"), "{out}");
+}
+
+#[test]
+fn read_only_and_nosuid_binds_keep_the_flags() {
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let vol = s.join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(vol.join("f"), "host data\n").unwrap();
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    spec["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/mnt", "type": "bind", "source": vol, "options": ["bind", "ro", "nosuid"]}));
+    spec["root"]["readonly"] = true.into();
+    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    let o = spawn(&b, &[], "cat /mnt/f; touch /mnt/x 2>/dev/null || echo mnt-ro; touch /x 2>/dev/null || echo root-ro; grep ' /mnt ' /proc/mounts | cut -d' ' -f4; grep ' / ' /proc/mounts | cut -d' ' -f4");
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..3], ["host data", "mnt-ro", "root-ro"], "{out}");
+    assert!(lines[3].contains("ro") && lines[3].contains("nosuid"), "{out}");
+    assert!(lines[4].starts_with("ro") && lines[4].contains("nodev"), "{out}");
+}
+
+#[test]
+fn a_non_root_container_dies_with_box_spawn() {
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    spec["process"]["user"] = serde_json::json!({"uid": 65534, "gid": 65534});
+    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    let mut c = Command::new(bin("box-spawn")).arg(&b).args(["--", "sh", "-c", "echo ready; exec sleep 1000"]).stdout(Stdio::piped()).spawn().unwrap();
+    wait_ready(&mut c);
+    // Find the container's sleep: a child of box-spawn.
+    let children = std::fs::read_to_string(format!("/proc/{}/task/{}/children", c.id(), c.id())).unwrap();
+    let sleeper: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+    c.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{sleeper}")).exists() && std::fs::read_to_string(format!("/proc/{sleeper}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false) {
+        assert!(std::time::Instant::now() < deadline, "the container outlived box-spawn");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

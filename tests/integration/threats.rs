@@ -178,3 +178,31 @@ fn export_never_follows_a_symlink_swapped_in_during_the_walk() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     swapper.join().unwrap();
 }
+
+#[test]
+fn a_fifo_at_etc_passwd_does_not_hang_unpack() {
+    // The image's own /etc/passwd is read to resolve its USER; a FIFO there must not block.
+    let s = Scratch::new();
+    let dir = s.join("img");
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    let c = std::ffi::CString::new(dir.join("etc/passwd").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let tar = s.join("img.tar");
+    let o = std::process::Command::new("tar").arg("-C").arg(&dir).arg("-cf").arg(&tar).arg(".").output().unwrap();
+    crate::support::assert_success(&o, "tar");
+    s.ok("box-import", &["--change", "USER 0", tar.to_str().unwrap(), "fifo"]);
+    let b = s.join("b");
+    let mut child = s.cmd("box-unpack").args(["fifo", b.to_str().unwrap()]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success());
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("box-unpack hangs on a FIFO at /etc/passwd");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

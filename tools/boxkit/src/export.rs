@@ -71,7 +71,7 @@ impl<W: Write> Walker<W> {
                     self.dir(&sub, &path)?;
                 }
                 libc::S_IFREG => {
-                    let f = open_raw(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NOCTTY)
+                    let f = open_raw(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
                         .ctx(|| format!("open {}", at()))?;
                     let st = fsroot::fstat(f.as_raw_fd()).ctx(|| format!("stat {}", at()))?;
                     if st.st_mode & libc::S_IFMT != libc::S_IFREG {

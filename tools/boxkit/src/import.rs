@@ -169,7 +169,7 @@ impl PartialOrd for WalkOrder {
 }
 
 /// Sorted records. Implemented as a map from walk-ordered key to record.
-struct Records(BTreeMap<WalkOrder, Record>, HashMap<Vec<u8>, Vec<u8>>);
+struct Records(BTreeMap<WalkOrder, Record>, HashMap<Vec<u8>, Vec<Vec<u8>>>);
 
 impl std::ops::Index<&Vec<u8>> for Records {
     type Output = Record;
@@ -198,7 +198,7 @@ impl<'a> IntoIterator for &'a Records {
 
 fn index_entries(spool: &std::fs::File) -> Result<Records> {
     let mut map = BTreeMap::new();
-    let mut linked: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut linked: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
     let mut archive = tar::Archive::new(spool);
     for entry in archive.entries().map_err(|e| Error::io("read tar", e))? {
         let mut entry = entry.map_err(|e| Error::io("read tar entry", e))?;
@@ -217,8 +217,48 @@ fn index_entries(spool: &std::fs::File) -> Result<Records> {
         if path == b"." && meta.kind != Kind::Dir {
             return Err(Error::invalid(format!("entry {:?}: the root must be a directory", show(&raw))));
         }
+        if entry.header().entry_type() == tar::EntryType::GNUSparse {
+            return Err(Error::invalid(format!(
+                "entry {:?}: GNU sparse files are not supported; make the tar without --sparse",
+                show(&raw)
+            )));
+        }
         if let Kind::Hardlink(t) = &meta.kind {
-            linked.insert(normalize(t), path.clone());
+            // A link names the entry that exists when the link appears.
+            let t = normalize(t);
+            match map.get(&WalkOrder(t.clone())).map(|r: &Record| &r.meta.kind) {
+                None => {
+                    return Err(Error::invalid(format!(
+                        "entry {:?}: hardlink target {:?} does not come earlier in the archive",
+                        show(&raw),
+                        show(&t)
+                    )))
+                }
+                Some(Kind::Dir) => {
+                    return Err(Error::invalid(format!("entry {:?}: a hard link to a directory", show(&raw))))
+                }
+                _ => {}
+            }
+            linked.entry(t).or_default().push(path.clone());
+        }
+        // An entry that replaces the target of earlier links: they keep the old content, so
+        // the first of them takes the old data and the others link to it.
+        if let Some(links) = linked.remove(&path) {
+            if let Some(old) = map.get(&WalkOrder(path.clone())) {
+                let (first, rest) = links.split_first().unwrap();
+                let mut m = old.meta.clone();
+                m.path = first.clone();
+                let offset = old.offset;
+                map.insert(WalkOrder(first.clone()), Record { meta: m, offset });
+                for l in rest {
+                    if let Some(r) = map.get_mut(&WalkOrder(l.clone())) {
+                        r.meta.kind = Kind::Hardlink(first.clone());
+                    }
+                }
+                if !rest.is_empty() {
+                    linked.insert(first.clone(), rest.to_vec());
+                }
+            }
         }
         let offset = entry.raw_file_position();
         map.insert(WalkOrder(path), Record { meta, offset });

@@ -28,11 +28,14 @@ pub fn make_private() -> Result<()> {
         .ctx(|| "make / private")
 }
 
-/// pivot_root needs the new root to be a mount point: bind it onto itself.
+/// pivot_root needs the new root to be a mount point: bind it onto itself. The bind is
+/// `nodev`: a device node shipped in an image is inert; only the fresh /dev holds live ones.
 pub fn bind_self(rootfs: &Path) -> Result<()> {
     explain!("mount({0:?}, {0:?}, MS_BIND|MS_REC): the rootfs becomes a mount point", rootfs);
     mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .ctx(|| format!("bind {} onto itself", rootfs.display()))
+        .ctx(|| format!("bind {} onto itself", rootfs.display()))?;
+    explain!("remount it MS_NODEV: device files in the image cannot be opened");
+    remount_bind(rootfs, MsFlags::MS_NODEV).ctx(|| format!("remount {} nodev", rootfs.display()))
 }
 // ANCHOR_END: make_private
 
@@ -98,11 +101,14 @@ pub fn mount_one(root: &Root, m: &Mount, bundle: &Path) -> Result<()> {
         let src = src_path.unwrap();
         mount(Some(&src), target_path.as_str(), None::<&str>, flags, None::<&str>)
             .ctx(|| format!("bind {} on {}", src.display(), m.destination))?;
-        if ro || !(flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)).is_empty() {
-            if ro {
-                flags |= MsFlags::MS_RDONLY;
-            }
-            remount_bind(&target_path, flags).ctx(|| format!("remount {} read-only", m.destination))?;
+        let extra = flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+        if ro || !extra.is_empty() {
+            // The descriptor opened before the bind names the directory underneath: open
+            // the target again to reach the new mount.
+            let fresh = mount_target(root, &dest, want_file, false)?;
+            let fresh_path = format!("/proc/self/fd/{}", fresh.as_raw_fd());
+            let add = if ro { extra | MsFlags::MS_RDONLY } else { extra };
+            remount_bind(Path::new(&fresh_path), add).ctx(|| format!("remount {} with {}", m.destination, flag_names(add)))?;
         }
     } else {
         if ro {
@@ -133,8 +139,27 @@ fn flag_names(f: MsFlags) -> String {
     if v.is_empty() { "0".to_string() } else { v.join("|") }
 }
 
-fn remount_bind(target: &str, flags: MsFlags) -> nix::Result<()> {
-    mount(None::<&str>, target, None::<&str>, flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
+/// Remount a bind mount adding `add`, keeping the flags it has (a remount replaces them
+/// all: without this, `ro` would silently drop a host's `nosuid,nodev,noexec`).
+fn remount_bind(target: &Path, add: MsFlags) -> nix::Result<()> {
+    let keep = current_flags(target)?;
+    mount(None::<&str>, target, None::<&str>, keep | add | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
+}
+
+/// The mount flags of the mount holding `path`, from statvfs(3).
+fn current_flags(path: &Path) -> nix::Result<MsFlags> {
+    use nix::sys::statvfs::FsFlags;
+    let f = nix::sys::statvfs::statvfs(path)?.flags();
+    let map = [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    Ok(map.iter().filter(|(st, _)| f.contains(*st)).fold(MsFlags::empty(), |acc, (_, ms)| acc | *ms))
 }
 
 // ANCHOR: mount_target
@@ -257,7 +282,7 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
         }
         mount(Some(p.as_str()), p.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .ctx(|| format!("bind {p}"))?;
-        remount_bind(p, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)
+        remount_bind(Path::new(p), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)
             .ctx(|| format!("remount {p} read-only"))?;
     }
     explain!("read-only: {}", paths.join(" "));
@@ -267,5 +292,5 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
 
 /// Remount the container's root read-only (`root.readonly` in config.json).
 pub fn readonly_root() -> Result<()> {
-    remount_bind("/", MsFlags::MS_RDONLY | MsFlags::MS_REC).ctx(|| "remount / read-only")
+    remount_bind(Path::new("/"), MsFlags::MS_RDONLY).ctx(|| "remount / read-only")
 }

@@ -27,7 +27,13 @@ struct Entry {
 }
 
 fn read_db(root: &Root, path: &str, group: bool) -> Vec<Entry> {
-    let Ok(fd) = root.open_in(&CleanPath::new(path.as_bytes()), libc::O_RDONLY) else { return Vec::new() };
+    // O_NONBLOCK and a regular-file check: a FIFO or device planted at /etc/passwd must not
+    // hang or feed the reader.
+    let Ok(fd) = root.open_in(&CleanPath::new(path.as_bytes()), libc::O_RDONLY | libc::O_NONBLOCK) else { return Vec::new() };
+    match crate::fsroot::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd)) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {}
+        _ => return Vec::new(),
+    }
     let mut text = String::new();
     // At most 1 MiB: a user database is small, and the image may be hostile.
     if std::fs::File::from(fd).take(1 << 20).read_to_string(&mut text).is_err() {

@@ -207,6 +207,8 @@ pub fn fetch_blob(client: &Client, store: &Store, d: &Descriptor, progress: &dyn
         })();
         match attempt {
             Ok(true) => break,
+            // Every byte arrived before the connection broke: nothing to resume.
+            Err(_) if written == d.size => break,
             Ok(false) | Err(_) if failures < RETRIES && !matches!(&attempt, Err(e) if e.kind() == crate::Kind::Invalid || e.kind() == crate::Kind::NotFound) => {
                 failures += 1;
                 let wait = Duration::from_millis(100 << failures);

@@ -203,6 +203,10 @@ impl Client {
     /// Ask the challenge's realm for a token for this repository.
     fn fetch_token(&self, c: &Challenge) -> Result<Auth> {
         let realm = c.params.get("realm").ok_or_else(|| Error::invalid(format!("registry {}: Bearer challenge without a realm", self.host)))?;
+        // Credentials never travel in clear text to a token service of an HTTPS registry.
+        if realm.starts_with("http://") && self.base.starts_with("https://") && self.credentials.is_some() {
+            return Err(Error::invalid(format!("registry {} names a plain-http token realm {realm}; refusing to send credentials there", self.host)));
+        }
         let scope = c.params.get("scope").cloned().or_else(|| (!self.repo.is_empty()).then(|| format!("repository:{}:pull", self.repo)));
         let mut query = Vec::new();
         if let Some(s) = c.params.get("service") {
@@ -398,8 +402,13 @@ pub fn status_error(method: &str, url: &str, resp: &mut Response<Body>) -> Error
             Some(errs.collect::<Vec<_>>().join("; "))
         })
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string());
-    let e = Error::invalid(format!("{method} {url}: {} {detail}", status.as_u16()));
-    if status.as_u16() == 404 { Error::not_found(e.to_string()) } else { e }
+    let msg = format!("{method} {url}: {} {detail}", status.as_u16());
+    match status.as_u16() {
+        404 => Error::not_found(msg),
+        // Worth another try: the registry is busy or failing, not refusing.
+        429 | 500..=599 => Error::new(crate::Kind::System, msg),
+        _ => Error::invalid(msg),
+    }
 }
 
 #[cfg(test)]

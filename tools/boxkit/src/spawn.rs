@@ -29,6 +29,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::CString;
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// How to run a bundle.
@@ -105,6 +106,9 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     let rootfs = std::fs::canonicalize(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
     let flags = clone_flags(spec)?;
 
+    // A caller that ignores SIGCHLD would make the kernel reap our child behind our back.
+    // SAFETY: restoring a default disposition.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     // Signals arriving from now on wait in the queue until the loop below forwards them.
     let old_mask = SigSet::thread_get_mask().ctx(|| "read signal mask")?;
     let mut blocked = forwarded_set();
@@ -122,7 +126,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     if pid == 0 {
         drop(err_r);
         let _ = old_mask.thread_set_mask();
-        let result = child(&bundle, &rootfs, spec, &process, opts);
+        let result = child(&bundle, &rootfs, spec, &process, opts, err_w.as_raw_fd());
         // Only reached on failure: report it and die.
         let e = result.err().unwrap_or_else(|| Error::invalid("execve returned"));
         let code: u8 = match e.kind() {
@@ -169,7 +173,10 @@ pub fn supervise(child: Pid, blocked: &SigSet) -> Result<i32> {
                 match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::Exited(p, code)) if p == child => return Ok(code),
                     Ok(WaitStatus::Signaled(p, s, _)) if p == child => return Ok(128 + s as i32),
-                    Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                    Ok(WaitStatus::StillAlive) => break,
+                    Err(nix::errno::Errno::ECHILD) => {
+                        return Err(Error::new(Kind::System, format!("process {child} vanished without an exit status")))
+                    }
                     Ok(_) => continue,
                     Err(e) => return Err(Error::io("waitpid", e.into())),
                 }
@@ -196,7 +203,7 @@ fn flag_names(f: CloneFlags) -> String {
 
 // ANCHOR: child
 /// Everything the child does, in order. Returns only on failure.
-fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOptions) -> Result<()> {
+fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOptions, report_fd: RawFd) -> Result<()> {
     // Die with box-spawn: a container must not outlive the process that supervises it.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     // Join the cgroup first, so every later allocation is charged to it. "0" means the
@@ -233,7 +240,7 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
     if opts.init {
         return run_init(p);
     }
-    exec_process(p)
+    exec_process(p, Some(report_fd))
 }
 // ANCHOR_END: child
 
@@ -244,11 +251,16 @@ fn run_init(p: &Process) -> Result<()> {
     let mut set = forwarded_set();
     set.add(Signal::SIGCHLD);
     set.thread_block().ctx(|| "block signals")?;
+    // Not dumpable, from before the fork: no process in the container may open /proc/1/exe,
+    // the host's box-spawn binary (runc CVE-2019-5736). The command's own execve makes it
+    // dumpable again.
+    // SAFETY: integer-only prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
     // SAFETY: single-threaded; the child only calls exec_process.
     match unsafe { nix::unistd::fork() }.ctx(|| "fork")? {
         nix::unistd::ForkResult::Child => {
             let _ = set.thread_unblock();
-            let e = exec_process(p).unwrap_err();
+            let e = exec_process(p, None).unwrap_err();
             let _ = writeln!(std::io::stderr(), "box-spawn: {e}");
             let code = match e.kind() {
                 Kind::NotExecutable => 126,
@@ -259,10 +271,6 @@ fn run_init(p: &Process) -> Result<()> {
         }
         nix::unistd::ForkResult::Parent { child } => {
             close_fds_from(3);
-            // Not dumpable: no process in the container may open /proc/1/exe, the host's
-            // box-spawn binary (runc CVE-2019-5736).
-            // SAFETY: integer-only prctl.
-            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
             explain!("init: PID 1 reaps zombies and forwards signals to pid {child}");
             let code = supervise(child, &set)?;
             unsafe { libc::_exit(code) };
@@ -274,7 +282,7 @@ fn run_init(p: &Process) -> Result<()> {
 // ANCHOR: exec_process
 /// Become the configured user, with the configured capabilities, in the working directory,
 /// then execve. Returns only on failure.
-fn exec_process(p: &Process) -> Result<()> {
+fn exec_process(p: &Process, report_fd: Option<RawFd>) -> Result<()> {
     let path = find_executable(&p.args[0], &p.env)?;
     let argv: Vec<CString> = p.args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
     let envp: Vec<CString> = p.env.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
@@ -290,6 +298,9 @@ fn exec_process(p: &Process) -> Result<()> {
     nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setresgid {}", u.gid))?;
     let uid = nix::unistd::Uid::from_raw(u.uid);
     nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("setresuid {}", u.uid))?;
+    // A change of uid clears the parent-death signal: ask for it again.
+    // SAFETY: integer-only prctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     if let Some(c) = &p.capabilities {
         caps::apply_sets(c)?;
     }
@@ -306,7 +317,7 @@ fn exec_process(p: &Process) -> Result<()> {
     // No descriptor but 0, 1, 2 (and the close-on-exec error pipe) may be open while we
     // change directory: a leaked host directory would let cwd=/proc/self/fd/N escape
     // (runc CVE-2024-21626).
-    close_fds_except_cloexec();
+    close_fds_except(report_fd);
     explain!("chdir({:?})", p.cwd);
     nix::unistd::chdir(p.cwd.as_str()).ctx(|| format!("chdir to the working directory {}", p.cwd))?;
     let cwd = std::env::current_dir().ctx(|| "getcwd")?;
@@ -412,15 +423,20 @@ fn close_fds_from(first: u32) {
     unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
 }
 
-/// Close every descriptor above 2 that is not already close-on-exec.
-fn close_fds_except_cloexec() {
-    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else { return };
-    let fds: Vec<i32> = rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
-    for fd in fds.into_iter().filter(|&fd| fd > 2) {
-        // SAFETY: inspecting and closing descriptors of this process only.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-            unsafe { libc::close(fd) };
+/// Close every descriptor above 2 but `keep` (the close-on-exec error pipe), with
+/// close_range(2): no /proc needed, nothing missed.
+fn close_fds_except(keep: Option<RawFd>) {
+    match keep {
+        Some(k) if k > 3 => {
+            close_fds_between(3, k as u32 - 1);
+            close_fds_from(k as u32 + 1);
         }
+        Some(3) => close_fds_from(4),
+        _ => close_fds_from(3),
     }
+}
+
+fn close_fds_between(first: u32, last: u32) {
+    // SAFETY: close_range(2) on our own descriptor table.
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
 }

@@ -115,7 +115,11 @@ pub fn unpack_bundle(store: &Store, image: &Image, bundle: &Path) -> Result<()> 
     fs::write(tmp.path().join("config.json"), json).ctx(|| "write config.json")?;
     explain!("write config.json: args {:?}", spec.process.as_ref().map(|p| &p.args));
     let tmp = tmp.keep();
-    fs::rename(&tmp, bundle).ctx(|| format!("rename into {}", bundle.display()))?;
+    // RENAME_NOREPLACE: a directory created at BUNDLE meanwhile is never replaced.
+    if let Err(e) = rename_noreplace(&tmp, bundle) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(Error::io(format!("rename into {}", bundle.display()), e));
+    }
     Ok(())
 }
 
@@ -136,4 +140,16 @@ impl<R: Read> Read for HashOnEof<R> {
         }
         Ok(n)
     }
+}
+
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let f = std::ffi::CString::new(from.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let t = std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: two valid C strings.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
