@@ -17,9 +17,9 @@ fn runc_runs_a_box_unpack_bundle() {
     require("runc");
     let s = Scratch::new();
     let b = s.busybox_bundle("runc-bundle");
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
-    spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo pid=$$ host=$(hostname); id -u"]);
-    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    crate::support::edit_config(&b, |spec| {
+        spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo pid=$$ host=$(hostname); id -u"]);
+    });
     let id = format!("boxkit-test-{}", std::process::id());
     let state = s.join("runc-state");
     let out = run(Command::new("runc").arg("--root").arg(&state).args(["run", "--bundle"]).arg(&b).arg(&id));
@@ -107,9 +107,9 @@ fn crun_runs_a_box_unpack_bundle() {
     require("crun");
     let s = Scratch::new();
     let b = s.busybox_bundle("crun-bundle");
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
-    spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo pid=$$ host=$(hostname)"]);
-    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    crate::support::edit_config(&b, |spec| {
+        spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo pid=$$ host=$(hostname)"]);
+    });
     let id = format!("boxkit-crun-{}", std::process::id());
     let state = s.join("crun-state");
     // crun 1.8 refuses a hybrid cgroup host unless the cgroup2 mount is out of its sight:

@@ -184,10 +184,8 @@ fn a_cwd_through_proc_self_fd_fails() {
     // runc CVE-2024-21626: a working directory of /proc/self/fd/N must not reach the host.
     let s = Scratch::new();
     let b = s.busybox_bundle("b");
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
     for n in [3, 4, 5, 6, 7, 8] {
-        spec["process"]["cwd"] = format!("/proc/self/fd/{n}").into();
-        std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+        crate::support::edit_config(&b, |spec| spec["process"]["cwd"] = format!("/proc/self/fd/{n}").into());
         let o = spawn(&b, &[], "ls ..");
         assert_eq!(o.status.code(), Some(125), "cwd fd {n}: {o:?}");
     }
@@ -253,10 +251,10 @@ fn read_only_and_nosuid_binds_keep_the_flags() {
     let vol = s.join("vol");
     std::fs::create_dir(&vol).unwrap();
     std::fs::write(vol.join("f"), "host data\n").unwrap();
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
-    spec["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/mnt", "type": "bind", "source": vol, "options": ["bind", "ro", "nosuid"]}));
-    spec["root"]["readonly"] = true.into();
-    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    crate::support::edit_config(&b, |spec| {
+        spec["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/mnt", "type": "bind", "source": vol, "options": ["bind", "ro", "nosuid"]}));
+        spec["root"]["readonly"] = true.into();
+    });
     let o = spawn(&b, &[], "cat /mnt/f; touch /mnt/x 2>/dev/null || echo mnt-ro; touch /x 2>/dev/null || echo root-ro; grep ' /mnt ' /proc/mounts | cut -d' ' -f4; grep ' / ' /proc/mounts | cut -d' ' -f4");
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
@@ -270,9 +268,9 @@ fn read_only_and_nosuid_binds_keep_the_flags() {
 fn a_non_root_container_dies_with_box_spawn() {
     let s = Scratch::new();
     let b = s.busybox_bundle("b");
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
-    spec["process"]["user"] = serde_json::json!({"uid": 65534, "gid": 65534});
-    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    crate::support::edit_config(&b, |spec| {
+        spec["process"]["user"] = serde_json::json!({"uid": 65534, "gid": 65534});
+    });
     let mut c = Command::new(bin("box-spawn")).arg(&b).args(["--", "sh", "-c", "echo ready; exec sleep 1000"]).stdout(Stdio::piped()).spawn().unwrap();
     wait_ready(&mut c);
     // Find the container's sleep: a child of box-spawn.

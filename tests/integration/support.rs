@@ -231,3 +231,11 @@ pub fn unpack(s: &Scratch, name: &str, bundle: &str) -> PathBuf {
     s.ok("box-unpack", &[name, b.to_str().unwrap()]);
     b
 }
+
+/// Change a bundle's config.json in place.
+pub fn edit_config(bundle: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    change(&mut spec);
+    std::fs::write(&path, spec.to_string()).unwrap();
+}
