@@ -76,20 +76,9 @@ fn run(a: Args) -> boxkit::Result<i32> {
     let creds = Credentials { username, password };
     let mut opts = a.registry.options();
     opts.credentials = Some(creds.clone());
-    let mut last = None;
-    for base in boxkit::registry::endpoints(&host, opts.insecure) {
-        let client = boxkit::registry::Client::new(&base, "", &host, &opts)?;
-        match client.ping() {
-            Ok(()) => {
-                last = None;
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    if let Some(e) = last {
-        return Err(e.context(format!("login to {host}")));
-    }
+    let bases = boxkit::registry::endpoints(&host, opts.insecure);
+    boxkit::registry::first_that_works(&bases, |base| boxkit::registry::Client::new(base, "", &host, &opts)?.ping())
+        .map_err(|e| e.context(format!("login to {host}")))?;
     let path = auth::docker_config_path();
     auth::store_credentials(&path, &host, Some(&creds))?;
     eprintln!("box-login: credentials for {host} stored in {}", path.display());

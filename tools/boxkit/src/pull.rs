@@ -56,24 +56,13 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: 
         bases.extend(opts.mirrors.iter().cloned());
     }
     bases.extend(registry::endpoints(reference.domain(), opts.registry.insecure));
-    // Try each in turn. The error worth reporting is the one from a registry that answered
-    // (it names the problem), else the first network error.
-    let mut errors: Vec<Error> = Vec::new();
-    for base in &bases {
+    registry::first_that_works(&bases, |base| {
         // A mirror gets its own credentials (if any), never Docker Hub's.
-        let is_mirror = opts.mirrors.contains(base) && reference.domain() == crate::reference::DEFAULT_DOMAIN;
+        let is_mirror = opts.mirrors.iter().any(|m| m == base) && reference.domain() == crate::reference::DEFAULT_DOMAIN;
         let cred_host = if is_mirror { registry::host_of(base).to_string() } else { reference.domain().to_string() };
         let client = Client::new(base, reference.path(), &cred_host, &opts.registry)?;
-        match pull_from(&client, store, reference, &target, opts, progress) {
-            Ok(d) => return Ok(d),
-            Err(e) => {
-                explain!("{base}: {e}");
-                errors.push(e);
-            }
-        }
-    }
-    let answered = errors.iter().position(|e| e.kind() != crate::Kind::System && !e.to_string().contains(" 400 "));
-    Err(errors.swap_remove(answered.unwrap_or(0)))
+        pull_from(&client, store, reference, &target, opts, progress)
+    })
 }
 
 // ANCHOR: pull_from

@@ -31,35 +31,27 @@ pub fn push(store: &Store, source: &str, dest: &Reference, opts: &PushOptions) -
     // The repository the image came from, when it is on the same registry: a candidate
     // for a cross-repository mount.
     let from = Reference::parse(source).ok().filter(|r| r.domain() == dest.domain() && r.path() != dest.path());
-    let mut errors = Vec::new();
-    for base in registry::endpoints(dest.domain(), opts.registry.insecure) {
-        let client = Client::new(&base, dest.path(), dest.domain(), &opts.registry)?;
-        let run = || -> Result<()> {
-            for d in std::iter::once(&image.manifest.config).chain(image.manifest.layers.iter()) {
-                push_blob(&client, store, d, from.as_ref(), opts.chunk_size).map_err(|e| e.context(format!("blob {}", d.digest)))?;
-            }
-            let bytes = store.read_blob(&image.descriptor.digest)?;
-            let path = format!("manifests/{tag}");
-            let mut resp = client.send("PUT", &path, &[("content-type", image.descriptor.media_type.clone())], Payload::Bytes(&bytes))?;
-            if !resp.status().is_success() {
-                return Err(status_error("PUT", &path, &mut resp));
-            }
-            let echoed = resp.headers().get("docker-content-digest").and_then(|h| h.to_str().ok());
-            if let Some(e) = echoed {
-                if e != image.descriptor.digest.to_string() {
-                    return Err(Error::invalid(format!("the registry stored the manifest as {e}, not {}", image.descriptor.digest)));
-                }
-            }
-            explain!("PUT manifest {} as {dest}", image.descriptor.digest);
-            Ok(())
-        };
-        match run() {
-            Ok(()) => return Ok(image.descriptor.clone()),
-            Err(e) => errors.push(e),
+    let bases = registry::endpoints(dest.domain(), opts.registry.insecure);
+    registry::first_that_works(&bases, |base| {
+        let client = Client::new(base, dest.path(), dest.domain(), &opts.registry)?;
+        for d in std::iter::once(&image.manifest.config).chain(image.manifest.layers.iter()) {
+            push_blob(&client, store, d, from.as_ref(), opts.chunk_size).map_err(|e| e.context(format!("blob {}", d.digest)))?;
         }
-    }
-    let answered = errors.iter().position(|e| e.kind() != crate::Kind::System && !e.to_string().contains(" 400 "));
-    Err(errors.swap_remove(answered.unwrap_or(0)))
+        let bytes = store.read_blob(&image.descriptor.digest)?;
+        let path = format!("manifests/{tag}");
+        let mut resp = client.send("PUT", &path, &[("content-type", image.descriptor.media_type.clone())], Payload::Bytes(&bytes))?;
+        if !resp.status().is_success() {
+            return Err(status_error("PUT", &path, &mut resp));
+        }
+        let echoed = resp.headers().get("docker-content-digest").and_then(|h| h.to_str().ok());
+        if let Some(e) = echoed {
+            if e != image.descriptor.digest.to_string() {
+                return Err(Error::invalid(format!("the registry stored the manifest as {e}, not {}", image.descriptor.digest)));
+            }
+        }
+        explain!("PUT manifest {} as {dest}", image.descriptor.digest);
+        Ok(image.descriptor.clone())
+    })
 }
 // ANCHOR_END: push_fn
 

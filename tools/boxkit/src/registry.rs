@@ -61,6 +61,28 @@ pub fn endpoints(domain: &str, insecure: bool) -> Vec<String> {
 }
 // ANCHOR_END: endpoints
 
+/// Run `attempt` against each base URL in turn until one succeeds. When all fail, the error
+/// worth reporting is one from a registry that answered (it names the problem: 401, 404, a
+/// bad digest), not a failed TLS handshake or the 400 an HTTPS port gives a plain-HTTP
+/// request; failing that, the first.
+pub fn first_that_works<T>(bases: &[String], mut attempt: impl FnMut(&str) -> Result<T>) -> Result<T> {
+    let mut errors: Vec<Error> = Vec::new();
+    for base in bases {
+        match attempt(base) {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                explain!("{base}: {e}");
+                errors.push(e);
+            }
+        }
+    }
+    let answered = errors.iter().position(|e| e.kind() != crate::Kind::System && !e.to_string().contains(" 400 "));
+    match answered.or(if errors.is_empty() { None } else { Some(0) }) {
+        Some(i) => Err(errors.swap_remove(i)),
+        None => Err(Error::invalid("no registry endpoint to try")),
+    }
+}
+
 /// A request body.
 pub enum Payload<'a> {
     Empty,
