@@ -224,3 +224,39 @@ fn docker_schema2_manifests_and_indexes() {
     let (_, err) = s.fails("box-unpack", &["confused", s.join("z").to_str().unwrap()]);
     assert!(err.contains("body says mediaType"), "{err}");
 }
+
+/// A layer that names only `a/b/file` (no directory entries): the parents it implies, and the
+/// rootfs itself, are 0755 whatever the caller's umask, so a lab gets the same tree everywhere.
+#[test]
+fn implied_directories_do_not_depend_on_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    let layer = s.join("implied.tar");
+    let mut w = tar::Builder::new(std::fs::File::create(&layer).unwrap());
+    let mut h = tar::Header::new_ustar();
+    h.set_path("a/b/file").unwrap();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    w.append(&h, &b"hi\n"[..]).unwrap();
+    w.into_inner().unwrap();
+    make_image(s.path(), "t", &[layer], "gzip", None);
+    for (mask, bundle) in [(0o077, "strict"), (0o002, "loose")] {
+        let mut c = s.cmd("box-unpack");
+        c.args(["t", s.join(bundle).to_str().unwrap()]);
+        // SAFETY: umask is async-signal-safe.
+        unsafe { c.pre_exec(move || { libc::umask(mask); Ok(()) }) };
+        crate::support::assert_success(&c.output().unwrap(), "box-unpack");
+        for dir in ["", "a", "a/b"] {
+            let m = std::fs::metadata(s.join(bundle).join("rootfs").join(dir)).unwrap().permissions().mode();
+            assert_eq!(m & 0o7777, 0o755, "{bundle}: /{dir} is {m:o}");
+        }
+    }
+    let mut c = s.cmd("box-export");
+    c.args(["--image", "t"]);
+    unsafe { c.pre_exec(|| { libc::umask(0o077); Ok(()) }) };
+    let by_image = c.output().unwrap();
+    let by_bundle = s.cmd("box-export").arg(s.join("strict")).output().unwrap();
+    assert!(by_image.status.success() && by_bundle.status.success());
+    assert_eq!(by_image.stdout, by_bundle.stdout, "box-export --image and a bundle export differ");
+}

@@ -45,8 +45,10 @@ fn run(a: Args) -> boxkit::Result<i32> {
                 .prefix(".export-")
                 .tempdir_in(a.common.root_dir())
                 .map_err(|e| boxkit::Error::io("create a scratch directory", e))?;
-            boxkit::unpack::apply_layers(&store, &image, tmp.path())?;
-            boxkit::export::export(tmp.path(), out)?;
+            let rootfs = tmp.path().join("rootfs");
+            boxkit::unpack::new_rootfs(&rootfs)?;
+            boxkit::unpack::apply_layers(&store, &image, &rootfs)?;
+            boxkit::export::export(&rootfs, out)?;
         }
         (None, None) => unreachable!("clap requires one"),
     }

@@ -12,6 +12,7 @@ use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A directory treated as `/`.
@@ -135,8 +136,16 @@ impl Root {
                         }
                         return self.dir_depth(&CleanPath::new(&joined), create, depth + 1);
                     }
+                    // A parent the layer never named: 0755 like Docker and umoci, whatever
+                    // the caller's umask, so every machine makes the same tree.
                     mkdirat(fd.as_raw_fd(), c, 0o755).ctx(|| format!("create directory {next}"))?;
-                    self.open_in(&next, flags).ctx(|| format!("directory {next}"))?
+                    let made = self.open_in(&next, flags).ctx(|| format!("directory {next}"))?;
+                    // `made` is an O_PATH fd, which fchmod refuses; its /proc magic link
+                    // names exactly that inode, never a path an attacker could swap.
+                    let magic = format!("/proc/self/fd/{}", made.as_raw_fd());
+                    std::fs::set_permissions(magic, std::fs::Permissions::from_mode(0o755))
+                        .ctx(|| format!("chmod directory {next}"))?;
+                    made
                 }
                 Err(e) => return Err(Error::io(format!("directory {next}"), e)),
             };

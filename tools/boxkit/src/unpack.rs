@@ -25,6 +25,13 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+/// Create an empty root filesystem directory, mode 0755 whatever the umask (a layer that
+/// names "./" changes it later), so the same image gives the same tree on every machine.
+pub fn new_rootfs(rootfs: &Path) -> Result<()> {
+    fs::DirBuilder::new().mode(0o755).create(rootfs).ctx(|| format!("create {}", rootfs.display()))?;
+    fs::set_permissions(rootfs, fs::Permissions::from_mode(0o755)).ctx(|| format!("chmod {}", rootfs.display()))
+}
+
 /// Apply every layer of `image` to the directory `rootfs`, base layer first.
 pub fn apply_layers(store: &Store, image: &Image, rootfs: &Path) -> Result<()> {
     let root = Root::open(rootfs)?;
@@ -107,7 +114,7 @@ pub fn unpack_bundle(store: &Store, image: &Image, bundle: &Path) -> Result<()> 
         .ctx(|| format!("create a temporary bundle in {}", parent.display()))?;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).ctx(|| "chmod bundle")?;
     let rootfs = tmp.path().join("rootfs");
-    fs::DirBuilder::new().mode(0o755).create(&rootfs).ctx(|| "create rootfs")?;
+    new_rootfs(&rootfs)?;
     explain!("mkdir {} (mode 0700: no other user may reach into the bundle)", bundle.display());
     apply_layers(store, image, &rootfs)?;
     let spec = runtime::spec_from_image(&image.config, &rootfs, &runtime::hostname_for(bundle))?;
