@@ -36,8 +36,16 @@ fn run(a: Args) -> boxkit::Result<i32> {
         None => Store::open(&a.common.images_dir())?,
     };
     let image = store.image(&a.reference)?;
-    boxkit::unpack::unpack_bundle(&store, &image, &a.bundle)
+    let name = match &a.layout {
+        Some(_) => a.reference.clone(),
+        None => boxkit::reference::Reference::parse(&a.reference).map(|r| r.to_string()).unwrap_or(a.reference.clone()),
+    };
+    let info = boxkit::unpack::unpack_bundle(&store, &image, &name, &a.bundle)
         .map_err(|e| e.context(format!("unpack {} into {}", a.reference, a.bundle.display())))?;
+    if a.layout.is_none() {
+        // So box-rmi and box-prune know this bundle still uses the image.
+        boxkit::bundle::register(&a.common.root_dir(), &a.bundle, &info)?;
+    }
     boxkit_cli::print_line(a.bundle.display())?;
     Ok(0)
 }

@@ -6,6 +6,7 @@
 //! Functions that touch the system take their root path as a parameter.
 
 pub mod auth;
+pub mod bundle;
 pub mod caps;
 pub mod cgroup;
 pub mod changes;

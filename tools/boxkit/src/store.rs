@@ -17,7 +17,9 @@
 //!   then renamed into place;
 //! - `index.json` is replaced by rename, never edited in place, and writers take an exclusive
 //!   `flock` on the layout directory so two processes never lose each other's tags;
-//! - everything `index.json` names is present before `index.json` names it.
+//! - everything `index.json` names is present before `index.json` names it;
+//! - a blob that `index.json` does not (yet) reach is only removed by a collector holding the
+//!   exclusive lock on `blobs/`, which no writer can be between its first blob and its tag.
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Context, Error, Result};
@@ -29,6 +31,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -39,6 +42,9 @@ pub const MAX_DOCUMENT: u64 = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// A `flock` on `blobs/`, shared by every process using the store and exclusive for the
+    /// garbage collector, held as long as any clone of this `Store` lives.
+    _gc: Arc<File>,
 }
 
 // ANCHOR: image_struct
@@ -58,7 +64,7 @@ impl Store {
         let bytes = fs::read(&marker).ctx(|| format!("{} is not an OCI image layout", dir.display()))?;
         let v: serde_json::Value = oci::from_json(&bytes, &marker.display().to_string())?;
         match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
-            Some(ver) if ver.starts_with("1.") => Ok(Store { dir: dir.to_path_buf() }),
+            Some(ver) if ver.starts_with("1.") => Ok(Store { dir: dir.to_path_buf(), _gc: gc_lock(dir, libc::LOCK_SH)? }),
             other => Err(Error::invalid(format!("{}: unsupported imageLayoutVersion {other:?}", marker.display()))),
         }
     }
@@ -69,7 +75,7 @@ impl Store {
             return Store::open(dir);
         }
         fs::create_dir_all(dir.join("blobs/sha256")).ctx(|| format!("create {}", dir.display()))?;
-        let store = Store { dir: dir.to_path_buf() };
+        let store = Store { dir: dir.to_path_buf(), _gc: gc_lock(dir, libc::LOCK_SH)? };
         let _lock = store.lock()?;
         if !dir.join("index.json").exists() {
             store.write_atomic("index.json", &oci::to_canonical_json(&Index::default()))?;
@@ -77,6 +83,15 @@ impl Store {
         store.write_atomic(LAYOUT_FILE, LAYOUT_CONTENT)?;
         explain!("init OCI image layout {} (oci-layout, index.json, blobs/sha256/)", dir.display());
         Ok(store)
+    }
+
+    /// Open a layout for garbage collection: waits until no other process has the store open,
+    /// and keeps every other process out (they wait in [`Store::open`]) until dropped. Open
+    /// no second `Store` on the same layout while holding this one: it would wait for itself.
+    pub fn open_exclusive(dir: &Path) -> Result<Store> {
+        let shared = Store::open(dir)?;
+        drop(shared);
+        Ok(Store { dir: dir.to_path_buf(), _gc: gc_lock(dir, libc::LOCK_EX)? })
     }
 
     pub fn dir(&self) -> &Path {
@@ -317,6 +332,23 @@ impl BlobWriter {
 }
 
 /// The platform of this machine, as an index names it.
+/// Take a `flock` on the layout's `blobs/` directory: `LOCK_SH` for users, `LOCK_EX` for
+/// the garbage collector, so a blob written but not yet named by `index.json` is never
+/// collected. (`index.json` has its own lock, on the layout directory.)
+fn gc_lock(dir: &Path, how: libc::c_int) -> Result<Arc<File>> {
+    let blobs = dir.join("blobs");
+    let f = File::open(&blobs).ctx(|| format!("{} is not an OCI image layout", dir.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), how | libc::LOCK_NB) } != 0 {
+        explain!("waiting for the lock on {} (another boxkit process is using the store)", blobs.display());
+        // SAFETY: as above.
+        if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
+            return Err(Error::io(format!("lock {}", blobs.display()), io::Error::last_os_error()));
+        }
+    }
+    Ok(Arc::new(f))
+}
+
 pub fn host_platform() -> Platform {
     Platform {
         architecture: oci::host_architecture().to_string(),

@@ -18,6 +18,7 @@ use crate::fsroot::Root;
 use crate::layer;
 use crate::oci::{self, Descriptor};
 use crate::runtime;
+use crate::bundle::{self, BundleInfo, Storage};
 use crate::store::{Image, Store};
 use std::fs;
 use std::io::{self, Read};
@@ -98,8 +99,9 @@ pub fn apply_blob(store: &Store, desc: &Descriptor, diff_id: &Digest, root: &Roo
 }
 // ANCHOR_END: apply_blob
 
-/// Write the bundle `bundle` (config.json + rootfs/) for an image. `bundle` must not exist.
-pub fn unpack_bundle(store: &Store, image: &Image, bundle: &Path) -> Result<()> {
+/// Write the bundle `bundle` (config.json + rootfs/ + boxkit.json) for the image `name`.
+/// `bundle` must not exist. Returns the record written to `boxkit.json`.
+pub fn unpack_bundle(store: &Store, image: &Image, name: &str, bundle: &Path) -> Result<BundleInfo> {
     if bundle.exists() {
         return Err(Error::invalid(format!("bundle {} already exists", bundle.display())));
     }
@@ -107,9 +109,9 @@ pub fn unpack_bundle(store: &Store, image: &Image, bundle: &Path) -> Result<()> 
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = bundle.file_name().ok_or_else(|| Error::invalid(format!("bad bundle path {}", bundle.display())))?;
+    let base = bundle.file_name().ok_or_else(|| Error::invalid(format!("bad bundle path {}", bundle.display())))?;
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.tmp-", name.to_string_lossy()))
+        .prefix(&format!(".{}.tmp-", base.to_string_lossy()))
         .tempdir_in(parent)
         .ctx(|| format!("create a temporary bundle in {}", parent.display()))?;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).ctx(|| "chmod bundle")?;
@@ -121,13 +123,20 @@ pub fn unpack_bundle(store: &Store, image: &Image, bundle: &Path) -> Result<()> 
     let json = serde_json::to_vec_pretty(&spec).expect("serializing a spec cannot fail");
     fs::write(tmp.path().join("config.json"), json).ctx(|| "write config.json")?;
     explain!("write config.json: args {:?}", spec.process.as_ref().map(|p| &p.args));
+    let info = BundleInfo {
+        image: name.to_string(),
+        manifest: image.descriptor.digest.clone(),
+        storage: Storage::Copy,
+        layers: image.config.rootfs.diff_ids.clone(),
+    };
+    bundle::write_info(tmp.path(), &info)?;
     let tmp = tmp.keep();
     // RENAME_NOREPLACE: a directory created at BUNDLE meanwhile is never replaced.
     if let Err(e) = rename_noreplace(&tmp, bundle) {
         let _ = fs::remove_dir_all(&tmp);
         return Err(Error::io(format!("rename into {}", bundle.display()), e));
     }
-    Ok(())
+    Ok(info)
 }
 
 /// Hashes the compressed stream and hands the result over when it reaches the end.
