@@ -18,6 +18,7 @@ pub mod export;
 pub mod fsroot;
 pub mod import;
 pub mod layer;
+pub mod layercache;
 pub mod mount;
 pub mod oci;
 pub mod passwd;
