@@ -28,6 +28,10 @@ struct Args {
     /// Run in this cgroup (a path printed by box-cgroup-limit --create)
     #[arg(long, value_name = "PATH")]
     cgroup: Option<PathBuf>,
+    /// Run in a new user namespace: "auto" (root: root's /etc/subuid range, else
+    /// 1000000000:65536) or HOST:SIZE. Automatic for anyone but root, and when config.json asks
+    #[arg(long, value_name = "MAP", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    userns: Option<boxkit::userns::Request>,
     /// The command to run instead of the one in config.json
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -41,14 +45,20 @@ fn main() {
 
 fn run(a: Args) -> boxkit::Result<i32> {
     let spec = boxkit::runtime::load(&a.bundle)?;
-    let cgroup_procs = match &a.cgroup {
+    let mut cgroup_procs = match &a.cgroup {
         Some(p) => boxkit::cgroup::procs_files(&boxkit::cgroup::detect_host()?, p)?,
         None => Vec::new(),
     };
+    // Without root, a cgroup is usable only where it was delegated to the caller.
+    if !cgroup_procs.iter().all(|p| boxkit::rootless::may_join_cgroup(p)) {
+        eprintln!("box-spawn: note: {} is not delegated to you: running without its limits", a.cgroup.as_ref().unwrap().display());
+        cgroup_procs.clear();
+    }
     let opts = boxkit::spawn::SpawnOptions {
         args: if a.command.is_empty() { None } else { Some(a.command) },
         init: a.init,
         cgroup_procs,
+        userns: a.userns,
     };
     boxkit::spawn::spawn(&a.bundle, &spec, &opts)
 }
