@@ -16,6 +16,9 @@ use std::path::PathBuf;
 /// PID 1 of its namespace, and the kernel drops signals to a PID 1 that has no handler for
 /// them: a plain `sleep` ignores Ctrl-C. --init puts a small init in front that forwards
 /// them and reaps orphaned processes.
+///
+/// Run by anyone but root, the container is rootless: a user namespace where the caller's
+/// id is root, with its /etc/subuid range (through newuidmap) for the other ids.
 #[derive(Parser)]
 #[command(name = "box-spawn", version, after_help = "Examples:\n  box-spawn ./bundle\n  box-spawn ./bundle -- sh -c 'hostname; ps'\n  box-spawn --init ./bundle -- sh -c 'sleep 1 & exec sleep 2'")]
 struct Args {
