@@ -16,6 +16,9 @@ use std::path::PathBuf;
 /// PID 1 of its namespace, and the kernel drops signals to a PID 1 that has no handler for
 /// them: a plain `sleep` ignores Ctrl-C. --init puts a small init in front that forwards
 /// them and reaps orphaned processes.
+///
+/// Run by anyone but root, the container is rootless: a user namespace where the caller's
+/// id is root, with its /etc/subuid range (through newuidmap) for the other ids.
 #[derive(Parser)]
 #[command(name = "box-spawn", version, after_help = "Examples:\n  box-spawn ./bundle\n  box-spawn ./bundle -- sh -c 'hostname; ps'\n  box-spawn --init ./bundle -- sh -c 'sleep 1 & exec sleep 2'")]
 struct Args {
@@ -28,6 +31,10 @@ struct Args {
     /// Run in this cgroup (a path printed by box-cgroup-limit --create)
     #[arg(long, value_name = "PATH")]
     cgroup: Option<PathBuf>,
+    /// Run in a new user namespace: "auto" (root: root's /etc/subuid range, else
+    /// 1000000000:65536) or HOST:SIZE. Automatic for anyone but root, and when config.json asks
+    #[arg(long, value_name = "MAP", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    userns: Option<boxkit::userns::Request>,
     /// The command to run instead of the one in config.json
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -41,14 +48,20 @@ fn main() {
 
 fn run(a: Args) -> boxkit::Result<i32> {
     let spec = boxkit::runtime::load(&a.bundle)?;
-    let cgroup_procs = match &a.cgroup {
+    let mut cgroup_procs = match &a.cgroup {
         Some(p) => boxkit::cgroup::procs_files(&boxkit::cgroup::detect_host()?, p)?,
         None => Vec::new(),
     };
+    // Without root, a cgroup is usable only where it was delegated to the caller.
+    if !cgroup_procs.iter().all(|p| boxkit::rootless::may_join_cgroup(p)) {
+        eprintln!("box-spawn: note: {} is not delegated to you: running without its limits", a.cgroup.as_ref().unwrap().display());
+        cgroup_procs.clear();
+    }
     let opts = boxkit::spawn::SpawnOptions {
         args: if a.command.is_empty() { None } else { Some(a.command) },
         init: a.init,
         cgroup_procs,
+        userns: a.userns,
     };
     boxkit::spawn::spawn(&a.bundle, &spec, &opts)
 }

@@ -22,6 +22,10 @@ struct Args {
     /// Read the image from this OCI image layout (made by skopeo, umoci, buildah …) instead of the store
     #[arg(long, value_name = "DIR")]
     layout: Option<PathBuf>,
+    /// For a container in a user namespace: "auto" or HOST:SIZE (as box-spawn --userns); files
+    /// get the mapped owners and config.json the maps. Automatic (auto) for anyone but root
+    #[arg(long, value_name = "MAP", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    userns: Option<boxkit::userns::Request>,
     #[command(flatten)]
     common: Common,
 }
@@ -40,7 +44,10 @@ fn run(a: Args) -> boxkit::Result<i32> {
         Some(_) => a.reference.clone(),
         None => boxkit::reference::Reference::parse(&a.reference).map(|r| r.to_string()).unwrap_or(a.reference.clone()),
     };
-    let info = boxkit::unpack::unpack_bundle(&store, &image, &name, &a.bundle)
+    let caller = boxkit::userns::Caller::current();
+    let request = a.userns.or(if caller.uid != 0 { Some(boxkit::userns::Request::Auto) } else { None });
+    let ids = request.map(|r| boxkit::userns::plan(r, &caller));
+    let info = boxkit::unpack::unpack_bundle_mapped(&store, &image, &name, &a.bundle, ids.as_ref())
         .map_err(|e| e.context(format!("unpack {} into {}", a.reference, a.bundle.display())))?;
     if a.layout.is_none() {
         // So box-rmi and box-prune know this bundle still uses the image.

@@ -129,8 +129,15 @@ impl Applier<'_> {
             }
             Kind::Char(major, minor) | Kind::Block(major, minor) => {
                 let fmt = if matches!(meta.kind, Kind::Char(..)) { libc::S_IFCHR } else { libc::S_IFBLK };
-                fsroot::mknodat(pfd, fname, fmt | perm, libc::makedev(*major, *minor))
-                    .ctx(|| format!("mknod {path}"))?;
+                match fsroot::mknodat(pfd, fname, fmt | perm, libc::makedev(*major, *minor)) {
+                    // No CAP_MKNOD in a user namespace: leave the node out, as Docker's and
+                    // Podman's archive code do (a container there could not open it anyway).
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && crate::userns::in_user_namespace() => {
+                        explain!("skip device {path}: mknod is not allowed in a user namespace");
+                        return Ok(());
+                    }
+                    r => r.ctx(|| format!("mknod {path}"))?,
+                }
             }
             Kind::Fifo => fsroot::mknodat(pfd, fname, libc::S_IFIFO | perm, 0).ctx(|| format!("mkfifo {path}"))?,
         }

@@ -26,10 +26,12 @@ pub mod push;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod rootless;
 pub mod runtime;
 pub mod spawn;
 pub mod store;
 pub mod tarstream;
 pub mod unpack;
+pub mod userns;
 
 pub use error::{Error, Kind, Result};

@@ -23,6 +23,7 @@ use crate::explain;
 use crate::fsroot::Root;
 use crate::mount;
 use crate::runtime::{Process, Spec};
+use crate::{rootless, userns};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -41,6 +42,9 @@ pub struct SpawnOptions {
     pub init: bool,
     /// `cgroup.procs` files to join before anything else (box-cgroup-limit --create).
     pub cgroup_procs: Vec<PathBuf>,
+    /// `--userns`: a new user namespace with these maps, whatever config.json says. Without
+    /// it: config.json's user namespace, or (for anyone but root) `Auto`; see [`userns::choose`].
+    pub userns: Option<userns::Request>,
 }
 
 /// Signals box-spawn passes on to the container.
@@ -79,7 +83,7 @@ fn clone_flags(spec: &Spec) -> Result<CloneFlags> {
             "uts" => CloneFlags::CLONE_NEWUTS,
             "mount" => CloneFlags::CLONE_NEWNS,
             "cgroup" => CloneFlags::CLONE_NEWCGROUP,
-            "user" => return Err(Error::invalid("user namespaces are not supported by box-spawn yet")),
+            "user" => CloneFlags::CLONE_NEWUSER,
             other => return Err(Error::invalid(format!("unknown namespace type {other:?}"))),
         };
     }
@@ -104,7 +108,14 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     let root_path = spec.root.as_ref().map(|r| r.path.clone()).unwrap_or_else(|| "rootfs".into());
     let rootfs = bundle.join(&root_path);
     let rootfs = std::fs::canonicalize(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
-    let flags = clone_flags(spec)?;
+    let mut flags = clone_flags(spec)?;
+    let mapping = userns::choose(spec, opts.userns, &userns::Caller::current())?;
+    if let Some(m) = &mapping {
+        rootless::check_reachable(&rootfs, m)?;
+    }
+    let adapted = mapping.as_ref().map(|m| rootless::adapt_spec(spec, m, flags | CloneFlags::CLONE_NEWUSER));
+    let spec = adapted.as_ref().unwrap_or(spec);
+    let sync = if mapping.is_some() { flags |= CloneFlags::CLONE_NEWUSER; Some(userns::Sync::new()?) } else { None };
 
     // A caller that ignores SIGCHLD would make the kernel reap our child behind our back.
     // SAFETY: restoring a default disposition.
@@ -126,7 +137,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     if pid == 0 {
         drop(err_r);
         let _ = old_mask.thread_set_mask();
-        let result = child(&bundle, &rootfs, spec, &process, opts, err_w.as_raw_fd());
+        let result = child(&bundle, &rootfs, spec, &process, opts, err_w.as_raw_fd(), sync);
         // Only reached on failure: report it and die.
         let e = result.err().unwrap_or_else(|| Error::invalid("execve returned"));
         let code: u8 = match e.kind() {
@@ -143,6 +154,14 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     }
     let child_pid = Pid::from_raw(pid as i32);
     drop(err_w);
+    if let (Some(sync), Some(m)) = (sync, &mapping) {
+        if let Err(e) = sync.release(pid as i32, m) {
+            let _ = nix::sys::signal::kill(child_pid, Signal::SIGKILL);
+            let _ = waitpid(child_pid, None);
+            let _ = old_mask.thread_set_mask();
+            return Err(e);
+        }
+    }
     let mut report = Vec::new();
     let _ = std::fs::File::from(err_r).read_to_end(&mut report);
     if !report.is_empty() {
@@ -197,13 +216,14 @@ fn flag_names(f: CloneFlags) -> String {
         (CloneFlags::CLONE_NEWIPC, "CLONE_NEWIPC"),
         (CloneFlags::CLONE_NEWNET, "CLONE_NEWNET"),
         (CloneFlags::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
+        (CloneFlags::CLONE_NEWUSER, "CLONE_NEWUSER"),
     ];
     names.iter().filter(|(x, _)| f.contains(*x)).map(|(_, n)| *n).collect::<Vec<_>>().join("|")
 }
 
 // ANCHOR: child
 /// Everything the child does, in order. Returns only on failure.
-fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOptions, report_fd: RawFd) -> Result<()> {
+fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOptions, report_fd: RawFd, userns: Option<userns::Sync>) -> Result<()> {
     // Die with box-spawn: a container must not outlive the process that supervises it.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     // Join the cgroup first, so every later allocation is charged to it. "0" means the
@@ -211,6 +231,10 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
     for procs in &opts.cgroup_procs {
         explain!("write \"0\" > {}", procs.display());
         std::fs::write(procs, "0").ctx(|| format!("join cgroup {}", procs.parent().unwrap_or(procs).display()))?;
+    }
+    // In a new user namespace: wait until box-spawn wrote the maps, then be its root.
+    if let Some(sync) = userns {
+        sync.wait_and_become_root()?;
     }
     nix::unistd::setsid().ctx(|| "setsid")?;
     mount::make_private()?;
@@ -291,9 +315,8 @@ fn exec_process(p: &Process, report_fd: Option<RawFd>) -> Result<()> {
         caps::drop_bounding(c)?;
     }
     let u = &p.user;
-    let groups: Vec<nix::unistd::Gid> = u.additional_gids.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
     explain!("setgroups({:?}); setresgid({2}); setresuid({1})", u.additional_gids, u.uid, u.gid);
-    nix::unistd::setgroups(&groups).ctx(|| "setgroups")?;
+    userns::setgroups(&u.additional_gids)?;
     let gid = nix::unistd::Gid::from_raw(u.gid);
     nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setresgid {}", u.gid))?;
     let uid = nix::unistd::Uid::from_raw(u.uid);

@@ -20,6 +20,8 @@ use crate::oci::{self, Descriptor};
 use crate::runtime;
 use crate::bundle::{self, BundleInfo, Storage};
 use crate::store::{Image, Store};
+use crate::rootless;
+use crate::userns::{self, Mapping};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -102,6 +104,15 @@ pub fn apply_blob(store: &Store, desc: &Descriptor, diff_id: &Digest, root: &Roo
 /// Write the bundle `bundle` (config.json + rootfs/ + boxkit.json) for the image `name`.
 /// `bundle` must not exist. Returns the record written to `boxkit.json`.
 pub fn unpack_bundle(store: &Store, image: &Image, name: &str, bundle: &Path) -> Result<BundleInfo> {
+    unpack_bundle_mapped(store, image, name, bundle, None)
+}
+
+// ANCHOR: unpack_mapped
+/// [`unpack_bundle`] for a container in a user namespace with the maps `ids`, which
+/// config.json records: file owners are the image's ids as the host sees them through the
+/// maps. Root writes them shifted; anyone else applies the layers in a helper that is root
+/// of a user namespace with those maps (see [`rootless`]).
+pub fn unpack_bundle_mapped(store: &Store, image: &Image, name: &str, bundle: &Path, ids: Option<&Mapping>) -> Result<BundleInfo> {
     if bundle.exists() {
         return Err(Error::invalid(format!("bundle {} already exists", bundle.display())));
     }
@@ -116,13 +127,32 @@ pub fn unpack_bundle(store: &Store, image: &Image, name: &str, bundle: &Path) ->
         .ctx(|| format!("create a temporary bundle in {}", parent.display()))?;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).ctx(|| "chmod bundle")?;
     let rootfs = tmp.path().join("rootfs");
-    new_rootfs(&rootfs)?;
     explain!("mkdir {} (mode 0700: no other user may reach into the bundle)", bundle.display());
-    apply_layers(store, image, &rootfs)?;
-    let spec = runtime::spec_from_image(&image.config, &rootfs, &runtime::hostname_for(bundle))?;
-    let json = serde_json::to_vec_pretty(&spec).expect("serializing a spec cannot fail");
-    fs::write(tmp.path().join("config.json"), json).ctx(|| "write config.json")?;
-    explain!("write config.json: args {:?}", spec.process.as_ref().map(|p| &p.args));
+    let fill = || -> Result<()> {
+        new_rootfs(&rootfs)?;
+        apply_layers(store, image, &rootfs)?;
+        let mut spec = runtime::spec_from_image(&image.config, &rootfs, &runtime::hostname_for(bundle))?;
+        if let Some(m) = ids {
+            userns::write_into_spec(&mut spec, m);
+        }
+        let json = serde_json::to_vec_pretty(&spec).expect("serializing a spec cannot fail");
+        fs::write(tmp.path().join("config.json"), json).ctx(|| "write config.json")?;
+        explain!("write config.json: args {:?}", spec.process.as_ref().map(|p| &p.args));
+        Ok(())
+    };
+    let filled = match ids {
+        None => fill(),
+        // The bundle directory goes to the container's root too: it must reach its rootfs.
+        Some(m) if nix::unistd::geteuid().is_root() => fill().and_then(|_| rootless::shift_ids(&rootfs, m)).and_then(|_| {
+            let (uid, gid) = (userns::to_host(&m.uids, 0), userns::to_host(&m.gids, 0));
+            std::os::unix::fs::chown(tmp.path(), uid, gid).ctx(|| "chown the bundle to the container's root")
+        }),
+        Some(m) => rootless::as_mapped_root(m, fill).map_err(|e| few_ids_hint(e, m)),
+    };
+    if let Err(e) = filled {
+        let _ = rootless::remove_tree(&rootfs, ids);
+        return Err(e);
+    }
     let info = BundleInfo {
         image: name.to_string(),
         manifest: image.descriptor.digest.clone(),
@@ -133,10 +163,21 @@ pub fn unpack_bundle(store: &Store, image: &Image, name: &str, bundle: &Path) ->
     let tmp = tmp.keep();
     // RENAME_NOREPLACE: a directory created at BUNDLE meanwhile is never replaced.
     if let Err(e) = rename_noreplace(&tmp, bundle) {
-        let _ = fs::remove_dir_all(&tmp);
+        let _ = rootless::remove_tree(&tmp, ids);
         return Err(Error::io(format!("rename into {}", bundle.display()), e));
     }
     Ok(info)
+}
+// ANCHOR_END: unpack_mapped
+
+/// A chown to an unmapped id fails with EINVAL: say why, when only one id is mapped.
+fn few_ids_hint(e: Error, m: &Mapping) -> Error {
+    let ids: u64 = m.uids.iter().map(|r| r.size as u64).sum();
+    let msg = e.to_string();
+    if ids == 1 && msg.contains("chown") && msg.contains("Invalid argument") {
+        return Error::new(e.kind(), format!("{msg} (only your own id is mapped: give your user ranges in /etc/subuid and /etc/subgid and install newuidmap, package uidmap)"));
+    }
+    e
 }
 
 /// Hashes the compressed stream and hands the result over when it reaches the end.
