@@ -19,3 +19,4 @@ mod tokenserver;
 mod tree;
 mod threats;
 mod unpack;
+mod runopts;

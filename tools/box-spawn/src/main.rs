@@ -5,6 +5,8 @@ use boxkit_cli::{Common, ExitCodes};
 use clap::Parser;
 use std::path::PathBuf;
 
+mod run;
+
 /// Run an OCI runtime bundle (config.json + rootfs/) as a container process.
 ///
 /// The process gets its own PID 1, hostname, mounts, IPC and network (loopback only), the
@@ -28,6 +30,8 @@ struct Args {
     /// Run in this cgroup (a path printed by box-cgroup-limit --create)
     #[arg(long, value_name = "PATH")]
     cgroup: Option<PathBuf>,
+    #[command(flatten)]
+    run: run::RunArgs,
     /// The command to run instead of the one in config.json
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -40,7 +44,8 @@ fn main() {
 }
 
 fn run(a: Args) -> boxkit::Result<i32> {
-    let spec = boxkit::runtime::load(&a.bundle)?;
+    let mut spec = boxkit::runtime::load(&a.bundle)?;
+    run::prepare(&a.run, &a.bundle, &mut spec)?;
     let cgroup_procs = match &a.cgroup {
         Some(p) => boxkit::cgroup::procs_files(&boxkit::cgroup::detect_host()?, p)?,
         None => Vec::new(),

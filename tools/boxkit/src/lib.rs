@@ -27,6 +27,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod runtime;
+pub mod runopts;
 pub mod spawn;
 pub mod store;
 pub mod tarstream;
