@@ -44,3 +44,154 @@ fn env_workdir_user_and_hostname() {
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("not an absolute path"));
 }
+
+#[test]
+fn bind_mounts_tmpfs_and_their_flags() {
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let host = s.join("host");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("f"), "from host\n").unwrap();
+    let rw = format!("{}:/rw", host.display());
+    let ro = format!("{}:/ro:ro", host.display());
+    let o = spawn(
+        &s,
+        &["-v", &rw, "-v", &ro, "--tmpfs", "/scratch:size=1m,mode=0700"],
+        &b,
+        "cat /ro/f; echo new > /rw/new; touch /ro/x 2>/dev/null || echo ro-refused; \
+         grep -E ' /(ro|rw|scratch) ' /proc/mounts | cut -d' ' -f2-4 | sort",
+    );
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..2], ["from host", "ro-refused"], "{out}");
+    assert!(lines[2].starts_with("/ro ") && lines[2].contains("ro,") && lines[2].contains("nodev"), "{out}");
+    assert!(lines[3].starts_with("/rw ") && lines[3].contains("rw,") && lines[3].contains("nodev"), "{out}");
+    assert!(lines[4].starts_with("/scratch tmpfs") && lines[4].contains("noexec") && lines[4].contains("size=1024k"), "{out}");
+    assert!(lines[4].contains("mode=700"), "{out}");
+    assert_eq!(std::fs::read_to_string(host.join("new")).unwrap(), "new\n");
+    // A host path must exist and be absolute; a relative one is a (bad) volume name.
+    let o = spawn(&s, &["-v", &format!("{}:/x", s.join("missing").display())], &b, "true");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("bind source"), "{}", stderr(&o));
+    let o = spawn(&s, &["-v", "./host:/x"], &b, "true");
+    assert!(stderr(&o).contains("not a valid volume name"), "{}", stderr(&o));
+}
+
+#[test]
+fn named_volumes_are_filled_from_the_image_and_outlive_the_container() {
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    // First use: the empty volume gets the image's /etc.
+    let o = spawn(&s, &["-v", "conf:/etc"], &b, "head -1 /etc/passwd; echo kept > /etc/mine");
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), "root:x:0:0:root:/root:/bin/sh\n");
+    let data = s.join("volumes/conf/_data");
+    assert_eq!(std::fs::read_to_string(data.join("mine")).unwrap(), "kept\n");
+    assert!(!b.join("rootfs/etc/mine").exists(), "wrote to the image, not the volume");
+    // Later runs see the volume, not the image; read-only when asked.
+    let o = spawn(&s, &["-v", "conf:/mnt:ro"], &b, "cat /mnt/mine; touch /mnt/x 2>/dev/null || echo ro");
+    assert_eq!(stdout(&o), "kept\nro\n");
+    assert_eq!(s.ok("box-volume", &["ls"]), "conf\n");
+    let v: serde_json::Value = serde_json::from_str(&s.ok("box-volume", &["inspect", "conf"])).unwrap();
+    assert_eq!(v[0]["Name"], "conf");
+    assert_eq!(v[0]["Driver"], "local");
+    assert_eq!(v[0]["Mountpoint"], data.to_str().unwrap());
+    assert_eq!(s.ok("box-volume", &["create", "empty"]), "empty\n");
+    assert_eq!(s.ok("box-volume", &["ls"]), "conf\nempty\n");
+    let (_, err) = s.fails("box-volume", &["create", "../x"]);
+    assert!(err.contains("not a valid volume name"), "{err}");
+
+    // In use by a running container: rm refuses.
+    let mut c = s
+        .cmd("box-spawn")
+        .args(["-v", "conf:/data"])
+        .arg(&b)
+        .args(["--", "sh", "-c", "echo ready; read x; true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(&mut c);
+    let (_, err) = s.fails("box-volume", &["rm", "conf"]);
+    assert!(err.contains("volume conf is in use by a running container"), "{err}");
+    drop(c.stdin.take());
+    assert!(c.wait().unwrap().success());
+    assert_eq!(s.ok("box-volume", &["rm", "conf", "empty"]), "conf\nempty\n");
+    assert_eq!(s.ok("box-volume", &["ls"]), "");
+    let (_, err) = s.fails("box-volume", &["rm", "conf"]);
+    assert!(err.contains("no volume conf"), "{err}");
+}
+
+fn wait_ready(c: &mut std::process::Child) {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(c.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+}
+
+#[test]
+fn image_volumes_get_anonymous_volumes_inside_the_rootfs() {
+    // containerd CVE-2022-23648: an image volume of /../../etc/shadow must be the
+    // rootfs's /etc/shadow, never the host's.
+    let s = Scratch::new();
+    crate::support::make_image(
+        s.path(),
+        "vols",
+        &[crate::support::busybox_tar()],
+        "none",
+        Some(serde_json::json!({"config": {"Cmd": ["sh"], "Volumes": {"/etc": {}, "/../../etc/shadow": {}, "/cache": {}}}})),
+    );
+    let b = crate::support::unpack(&s, "vols", "b");
+    let o = spawn(&s, &["-v", "mine:/cache"], &b, "head -1 /etc/passwd; ls -A /etc/shadow | wc -l; grep -c ' /etc' /proc/mounts");
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), "root:x:0:0:root:/root:/bin/sh\n0\n2\n");
+    let mut names = s.ok("box-volume", &["ls"]).lines().map(String::from).collect::<Vec<_>>();
+    assert!(names.contains(&"mine".to_string()), "-v replaces the image volume at the same path: {names:?}");
+    names.retain(|n| n != "mine");
+    assert_eq!(names.len(), 2, "{names:?}");
+    for n in &names {
+        assert_eq!(n.len(), 64);
+        assert!(n.bytes().all(|c| c.is_ascii_hexdigit()));
+        let v: serde_json::Value = serde_json::from_str(&s.ok("box-volume", &["inspect", n])).unwrap();
+        assert!(v[0]["Labels"].get("com.docker.volume.anonymous").is_some());
+    }
+    // Nothing of the host's /etc/shadow was copied anywhere.
+    let host_shadow = std::fs::read("/etc/shadow").unwrap_or_default();
+    for n in &names {
+        let d = s.join(&format!("volumes/{n}/_data"));
+        assert!(!d.join("shadow").is_file() || std::fs::read(d.join("shadow")).unwrap() != host_shadow);
+        if let Ok(f) = std::fs::read(d.join("passwd")) {
+            assert_eq!(f, std::fs::read(b.join("rootfs/etc/passwd")).unwrap());
+        }
+    }
+}
+
+#[test]
+fn nothing_is_mounted_over_proc_and_symlinks_stay_inside() {
+    // runc CVE-2019-16884: a mount over /proc; a symlink to it must not get around the rule.
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    for arg in ["v1:/proc", "v1:/proc/sys", "v1:/../proc/self"] {
+        let o = spawn(&s, &["-v", arg], &b, "true");
+        assert_eq!(o.status.code(), Some(125), "{arg}");
+        assert!(stderr(&o).contains("/proc are refused (runc CVE-2019-16884)"), "{arg}: {}", stderr(&o));
+    }
+    let o = spawn(&s, &["--tmpfs", "/proc/sys"], &b, "true");
+    assert!(stderr(&o).contains("CVE-2019-16884"), "{}", stderr(&o));
+    std::os::unix::fs::symlink("/proc/sys", b.join("rootfs/sneaky")).unwrap();
+    let o = spawn(&s, &["--tmpfs", "/sneaky"], &b, "true");
+    assert_eq!(o.status.code(), Some(125), "a kernel filesystem is never mounted through a symlink");
+    let o = spawn(&s, &["-v", "v3:/sneaky"], &b, "true");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("mount destination /sneaky is inside /proc"), "{}", stderr(&o));
+    // An absolute symlink to a host directory resolves inside the rootfs.
+    let host = s.join("host-target");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::create_dir_all(b.join("rootfs").join(host.strip_prefix("/").unwrap())).unwrap();
+    std::os::unix::fs::symlink(&host, b.join("rootfs/escape")).unwrap();
+    let o = spawn(&s, &["-v", "v2:/escape"], &b, "echo x > /escape/written");
+    assert!(o.status.success(), "{o:?}");
+    assert!(!host.join("written").exists(), "the mount escaped the rootfs");
+    assert_eq!(std::fs::read_to_string(s.join("volumes/v2/_data/written")).unwrap(), "x\n");
+}

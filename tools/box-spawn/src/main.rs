@@ -45,7 +45,7 @@ fn main() {
 
 fn run(a: Args) -> boxkit::Result<i32> {
     let mut spec = boxkit::runtime::load(&a.bundle)?;
-    run::prepare(&a.run, &a.bundle, &mut spec)?;
+    let prepared = run::prepare(&a.run, &a.common.root_dir(), &a.bundle, &mut spec)?;
     let cgroup_procs = match &a.cgroup {
         Some(p) => boxkit::cgroup::procs_files(&boxkit::cgroup::detect_host()?, p)?,
         None => Vec::new(),
@@ -55,5 +55,5 @@ fn run(a: Args) -> boxkit::Result<i32> {
         init: a.init,
         cgroup_procs,
     };
-    boxkit::spawn::spawn(&a.bundle, &spec, &opts)
+    run::start(&a.run, prepared, &a.bundle, &spec, opts)
 }

@@ -11,6 +11,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod changes;
 pub mod compress;
+pub mod copyup;
 pub mod digest;
 pub mod error;
 pub mod explain;
@@ -32,5 +33,7 @@ pub mod spawn;
 pub mod store;
 pub mod tarstream;
 pub mod unpack;
+pub mod volmount;
+pub mod volume;
 
 pub use error::{Error, Kind, Result};
