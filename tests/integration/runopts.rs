@@ -195,3 +195,110 @@ fn nothing_is_mounted_over_proc_and_symlinks_stay_inside() {
     assert!(!host.join("written").exists(), "the mount escaped the rootfs");
     assert_eq!(std::fs::read_to_string(s.join("volumes/v2/_data/written")).unwrap(), "x\n");
 }
+
+/// A pty made by the test: box-spawn runs with the slave as its controlling terminal and
+/// stdin/stdout/stderr, as in an interactive shell. Returns (master, slave).
+fn openpty(rows: u16, cols: u16) -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let (mut m, mut s) = (0, 0);
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    assert_eq!(unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) }, 0);
+    unsafe { (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s)) }
+}
+
+fn termios(fd: &std::fs::File) -> libc::termios {
+    use std::os::fd::AsRawFd;
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
+    t
+}
+
+fn same_termios(a: &libc::termios, b: &libc::termios) -> bool {
+    (a.c_iflag, a.c_oflag, a.c_cflag, a.c_lflag, a.c_cc) == (b.c_iflag, b.c_oflag, b.c_cflag, b.c_lflag, b.c_cc)
+}
+
+/// Start box-spawn on the test's pty, as the session leader it belongs to.
+fn spawn_on_pty(s: &Scratch, slave: &std::fs::File, args: &[&str]) -> std::process::Child {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = slave.as_raw_fd();
+    let mut c = s.cmd("box-spawn");
+    c.args(args).stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(slave.try_clone().unwrap());
+    unsafe {
+        c.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c.spawn().unwrap()
+}
+
+/// Read the master until `want` appears (the pty ends with EIO once every slave is closed).
+fn read_until(master: &mut std::fs::File, out: &mut String, want: &str) {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    while !out.contains(want) {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("the terminal closed before {want:?} appeared in {out:?}"),
+            Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+}
+
+#[test]
+fn a_terminal_with_the_callers_size_and_raw_mode_restored() {
+    use std::io::Write;
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let (mut master, slave) = openpty(31, 97);
+    let before = termios(&slave);
+    let mut c = spawn_on_pty(
+        &s,
+        &slave,
+        &["-t", "-i", b.to_str().unwrap(), "--", "sh", "-c", "tty; stty size; trap 'stty size; exit 4' WINCH; echo ready; read line; echo got=$line; while :; do sleep 0.05; done"],
+    );
+    let mut out = String::new();
+    read_until(&mut master, &mut out, "ready");
+    assert!(out.contains("/dev/console") || out.contains("/dev/pts/"), "{out:?}");
+    assert!(out.contains("31 97"), "stty size inside: {out:?}");
+    // Raw mode on the caller's terminal while the container runs: no echo there.
+    assert_eq!(termios(&slave).c_lflag & libc::ECHO, 0, "the caller's terminal is not in raw mode");
+    master.write_all(b"typed\r").unwrap();
+    read_until(&mut master, &mut out, "got=typed");
+    // Resize the caller's terminal: box-spawn gets SIGWINCH and resizes the container's.
+    use std::os::fd::AsRawFd;
+    let ws = libc::winsize { ws_row: 50, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+    assert_eq!(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, 0);
+    read_until(&mut master, &mut out, "50 120");
+    assert_eq!(c.wait().unwrap().code(), Some(4));
+    assert!(same_termios(&termios(&slave), &before), "the caller's terminal settings were not restored");
+}
+
+#[test]
+fn a_terminal_without_i_and_stdin_rules() {
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    // -t alone: the container has a terminal, the caller's terminal stays as it is.
+    let (mut master, slave) = openpty(24, 80);
+    let before = termios(&slave);
+    let mut c = spawn_on_pty(&s, &slave, &["-t", b.to_str().unwrap(), "--", "sh", "-c", "tty; test -t 0 && echo stdin-is-tty; echo done"]);
+    let mut out = String::new();
+    read_until(&mut master, &mut out, "done");
+    assert!(out.contains("stdin-is-tty"), "{out:?}");
+    assert_eq!(c.wait().unwrap().code(), Some(0));
+    assert!(same_termios(&termios(&slave), &before));
+    // Without -t, a foreground container still reads the caller's stdin (as before).
+    let mut c = s
+        .cmd("box-spawn")
+        .arg(&b)
+        .args(["--", "sh", "-c", "test -t 0 || echo no-tty; cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    assert_eq!(stdout(&c.wait_with_output().unwrap()), "no-tty\npiped\n");
+}

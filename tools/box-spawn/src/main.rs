@@ -54,6 +54,7 @@ fn run(a: Args) -> boxkit::Result<i32> {
         args: if a.command.is_empty() { None } else { Some(a.command) },
         init: a.init,
         cgroup_procs,
+        ..Default::default()
     };
     run::start(&a.run, prepared, &a.bundle, &spec, opts)
 }
