@@ -302,3 +302,107 @@ fn a_terminal_without_i_and_stdin_rules() {
     c.stdin.take().unwrap().write_all(b"piped\n").unwrap();
     assert_eq!(stdout(&c.wait_with_output().unwrap()), "no-tty\npiped\n");
 }
+
+fn state(s: &Scratch, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(s.join(&format!("containers/{name}/state.json"))).unwrap()).unwrap()
+}
+
+/// Kills, on drop, the processes a detached run left (only the pids it recorded, and only
+/// while they are still the processes that started then).
+struct KillRecorded<'a>(&'a Scratch, String);
+
+impl Drop for KillRecorded<'_> {
+    fn drop(&mut self) {
+        let Ok(bytes) = std::fs::read(self.0.join(&format!("containers/{}/state.json", self.1))) else { return };
+        let st: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        for (pid, start) in [("supervisor_pid", "supervisor_start_time"), ("pid", "pid_start_time")] {
+            if let (Some(p), Some(t)) = (st[pid].as_i64(), st[start].as_u64()) {
+                if boxkit::state::alive(p as i32, t) {
+                    unsafe { libc::kill(p as i32, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
+
+/// Wait (at most a minute, as a guard against hanging, not a timing assertion) for a state.
+fn wait_status(s: &Scratch, name: &str, want: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let st = state(s, name);
+        if st["status"] == want {
+            return st;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} never became {want}: {st}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn detached_containers_run_on_and_record_their_state() {
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let _guard = KillRecorded(&s, "job".into());
+    // The container waits for a file that only the test creates: -d returning while it
+    // still runs shows it did not wait for the container.
+    let o = spawn(&s, &["-d", "--name", "job", "-v", "jobdata:/data"], &b, "echo out; echo err >&2; while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 3");
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), "job\n");
+    let st = state(&s, "job");
+    assert_eq!(st["status"], "running", "{st}");
+    assert_eq!(st["name"], "job");
+    assert_eq!(st["id"].as_str().unwrap().len(), 64);
+    assert_eq!(st["bundle"], b.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(st["command"][0], "sh");
+    assert_eq!(st["volumes"], serde_json::json!(["jobdata"]));
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    assert!(boxkit::state::alive(pid, st["pid_start_time"].as_u64().unwrap()), "{st}");
+    assert!(boxkit::state::alive(st["supervisor_pid"].as_i64().unwrap() as i32, st["supervisor_start_time"].as_u64().unwrap()));
+    assert!(st["started_at"].as_str().unwrap().ends_with('Z') && st["finished_at"].is_null());
+    // Names are unique; the volume is in use while the container runs.
+    let o = spawn(&s, &["-d", "--name", "job"], &b, "true");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("the container name \"job\" is already in use"), "{}", stderr(&o));
+    let (_, err) = s.fails("box-volume", &["rm", "jobdata"]);
+    assert!(err.contains("in use"), "{err}");
+
+    std::fs::write(b.join("rootfs/tmp/go"), "").unwrap();
+    let st = wait_status(&s, "job", "exited");
+    assert_eq!(st["exit_code"], 3, "{st}");
+    assert!(st["finished_at"].as_str().unwrap().ends_with('Z'));
+    let log = std::fs::read_to_string(st["log_path"].as_str().unwrap()).unwrap();
+    assert_eq!(log, "out\nerr\n");
+    assert_eq!(Path::new(st["log_path"].as_str().unwrap()), s.join("containers/job/container.log"));
+    // The supervisor leaves once it recorded the exit; the volume is free again.
+    let sup = (st["supervisor_pid"].as_i64().unwrap() as i32, st["supervisor_start_time"].as_u64().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while boxkit::state::alive(sup.0, sup.1) {
+        assert!(std::time::Instant::now() < deadline, "the supervisor stayed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    s.ok("box-volume", &["rm", "jobdata"]);
+}
+
+#[test]
+fn generated_names_foreground_names_and_failed_starts() {
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let o = spawn(&s, &["-d"], &b, "exit 0");
+    assert!(o.status.success(), "{o:?}");
+    let name = stdout(&o).trim().to_string();
+    let _guard = KillRecorded(&s, name.clone());
+    assert!(boxkit::state::validate_name(&name).is_ok() && name.contains('_'), "{name}");
+    assert_eq!(wait_status(&s, &name, "exited")["exit_code"], 0);
+    // A foreground run with --name is recorded too; its output goes to the caller.
+    let o = spawn(&s, &["--name", "fg"], &b, "echo hi; exit 5");
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(5), "hi\n"));
+    let st = state(&s, "fg");
+    assert_eq!((st["status"].as_str(), st["exit_code"].as_i64(), st["log_path"].is_null()), (Some("exited"), Some(5), true));
+    // A command that cannot start: -d fails as a foreground run would, and says why.
+    let o = s.cmd("box-spawn").args(["-d", "--name", "bad2"]).arg(&b).args(["--", "no-such-command"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(o.status.code(), Some(127), "{o:?}");
+    assert!(stderr(&o).contains("no-such-command: not found"), "{}", stderr(&o));
+    let st = state(&s, "bad2");
+    assert_eq!((st["status"].as_str(), st["exit_code"].as_i64()), (Some("exited"), Some(127)));
+    assert!(st["error"].as_str().unwrap().contains("not found"));
+}
