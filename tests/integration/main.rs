@@ -20,3 +20,4 @@ mod tree;
 mod threats;
 mod unpack;
 mod userns;
+mod runopts;

@@ -226,7 +226,8 @@ fn docker_schema2_manifests_and_indexes() {
 }
 
 /// A layer that names only `a/b/file` (no directory entries): the parents it implies, and the
-/// rootfs itself, are 0755 whatever the caller's umask, so a lab gets the same tree everywhere.
+/// rootfs itself, are 0755 whatever the caller's umask and dated the epoch whatever the
+/// time, so a lab gets the same tree everywhere.
 #[test]
 fn implied_directories_do_not_depend_on_the_umask() {
     use std::os::unix::process::CommandExt;
@@ -248,8 +249,12 @@ fn implied_directories_do_not_depend_on_the_umask() {
         unsafe { c.pre_exec(move || { libc::umask(mask); Ok(()) }) };
         crate::support::assert_success(&c.output().unwrap(), "box-unpack");
         for dir in ["", "a", "a/b"] {
-            let m = std::fs::metadata(s.join(bundle).join("rootfs").join(dir)).unwrap().permissions().mode();
+            let md = std::fs::metadata(s.join(bundle).join("rootfs").join(dir)).unwrap();
+            let m = md.permissions().mode();
             assert_eq!(m & 0o7777, 0o755, "{bundle}: /{dir} is {m:o}");
+            // Nor on the hour: directories no layer names get the epoch.
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!((md.mtime(), md.mtime_nsec()), (0, 0), "{bundle}: /{dir} mtime");
         }
     }
     let mut c = s.cmd("box-export");

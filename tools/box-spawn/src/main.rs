@@ -5,6 +5,8 @@ use boxkit_cli::{Common, ExitCodes};
 use clap::Parser;
 use std::path::PathBuf;
 
+mod run;
+
 /// Run an OCI runtime bundle (config.json + rootfs/) as a container process.
 ///
 /// The process gets its own PID 1, hostname, mounts, IPC and network (loopback only), the
@@ -35,6 +37,8 @@ struct Args {
     /// 1000000000:65536) or HOST:SIZE. Automatic for anyone but root, and when config.json asks
     #[arg(long, value_name = "MAP", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
     userns: Option<boxkit::userns::Request>,
+    #[command(flatten)]
+    run: run::RunArgs,
     /// The command to run instead of the one in config.json
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -47,7 +51,8 @@ fn main() {
 }
 
 fn run(a: Args) -> boxkit::Result<i32> {
-    let spec = boxkit::runtime::load(&a.bundle)?;
+    let mut spec = boxkit::runtime::load(&a.bundle)?;
+    let prepared = run::prepare(&a.run, &a.common.root_dir(), &a.bundle, &mut spec)?;
     let mut cgroup_procs = match &a.cgroup {
         Some(p) => boxkit::cgroup::procs_files(&boxkit::cgroup::detect_host()?, p)?,
         None => Vec::new(),
@@ -62,6 +67,7 @@ fn run(a: Args) -> boxkit::Result<i32> {
         init: a.init,
         cgroup_procs,
         userns: a.userns,
+        ..Default::default()
     };
-    boxkit::spawn::spawn(&a.bundle, &spec, &opts)
+    run::start(&a.run, prepared, &a.bundle, &spec, opts)
 }

@@ -223,15 +223,24 @@ impl Applier<'_> {
     // ANCHOR_END: hide_lower
 
     /// Remember the mtime of an existing directory this layer is about to change without
-    /// listing it, so it keeps the time the lower layer gave it.
+    /// listing it, so it keeps the time the lower layer gave it. A directory that does not
+    /// exist yet is one the layer implies without naming (`a/b/file` with no `a/`): it will
+    /// get the epoch, not the hour of the unpack, so every unpack gives the same tree.
     fn keep_time(&mut self, dir: &CleanPath) {
         if self.dir_times.contains_key(dir) {
             return;
         }
-        if let Ok(fd) = self.root.open_in(dir, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW) {
-            if let Ok(st) = fsroot::fstat(fd.as_raw_fd()) {
-                self.dir_times.insert(dir.clone(), ((st.st_mtime, st.st_mtime_nsec), false));
+        match self.root.open_in(dir, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW) {
+            Ok(fd) => {
+                if let Ok(st) = fsroot::fstat(fd.as_raw_fd()) {
+                    self.dir_times.insert(dir.clone(), ((st.st_mtime, st.st_mtime_nsec), false));
+                }
             }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && dir.file_name().is_some() => {
+                self.dir_times.insert(dir.clone(), ((0, 0), false));
+                self.keep_time(&dir.parent());
+            }
+            Err(_) => {}
         }
     }
 
@@ -240,7 +249,11 @@ impl Applier<'_> {
             match path.file_name() {
                 None => fsroot::lutimesat(libc::AT_FDCWD, self.root.path().as_os_str(), s, ns),
                 Some(name) => match self.root.dir(&path.parent(), false) {
-                    Ok(fd) => fsroot::lutimesat(fd.as_raw_fd(), name, s, ns),
+                    // Only a directory: an implied path may have been made through a symlink.
+                    Ok(fd) => match fsroot::lstatat(fd.as_raw_fd(), name) {
+                        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => fsroot::lutimesat(fd.as_raw_fd(), name, s, ns),
+                        _ => continue,
+                    },
                     Err(_) => continue, // removed by a later whiteout
                 },
             }

@@ -172,6 +172,7 @@ fn mount_target(root: &Root, dest: &CleanPath, file: bool, strict: bool) -> Resu
     };
     match open(dest) {
         Ok(fd) => {
+            refuse_proc(&fd, dest)?;
             let st = fsroot::fstat(fd.as_raw_fd()).ctx(|| format!("stat {dest}"))?;
             let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
             if is_dir == file {
@@ -200,6 +201,19 @@ fn mount_target(root: &Root, dest: &CleanPath, file: bool, strict: bool) -> Resu
     }
 }
 // ANCHOR_END: mount_target
+
+// ANCHOR: refuse_proc
+/// Nothing is mounted on a procfs inode, however the target was reached (a symlink to
+/// /proc/sys included): a mount there could hide what the LSM profile guards (runc
+/// CVE-2019-16884).
+fn refuse_proc(fd: &OwnedFd, dest: &CleanPath) -> Result<()> {
+    let st = nix::sys::statfs::fstatfs(fd).ctx(|| format!("statfs {dest}"))?;
+    if st.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(Error::invalid(format!("mount destination {dest} is inside /proc: refused (runc CVE-2019-16884)")));
+    }
+    Ok(())
+}
+// ANCHOR_END: refuse_proc
 
 /// The devices every container gets (OCI runtime spec, "Default Devices"), made in the fresh
 /// /dev tmpfs, plus the usual symlinks into /proc.

@@ -45,6 +45,10 @@ pub struct SpawnOptions {
     /// `--userns`: a new user namespace with these maps, whatever config.json says. Without
     /// it: config.json's user namespace, or (for anyone but root) `Auto`; see [`userns::choose`].
     pub userns: Option<userns::Request>,
+    /// `-t`: the pty the container gets as its terminal, and what the copy loop connects.
+    pub terminal: Option<crate::pty::Terminal>,
+    /// Called with the container's pid once its command is running (the state file).
+    pub on_start: Option<crate::state::StartHook>,
 }
 
 /// Signals box-spawn passes on to the container.
@@ -175,7 +179,13 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
         };
         return Err(Error::new(kind, String::from_utf8_lossy(&report[1..]).into_owned()));
     }
-    let status = supervise(child_pid, &blocked);
+    if let Some(hook) = &opts.on_start {
+        (hook.0)(child_pid.as_raw());
+    }
+    let status = match &opts.terminal {
+        Some(t) => crate::pty::supervise(child_pid, &blocked, t),
+        None => supervise(child_pid, &blocked),
+    };
     let _ = old_mask.thread_set_mask();
     status
 }
@@ -237,6 +247,9 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
         sync.wait_and_become_root()?;
     }
     nix::unistd::setsid().ctx(|| "setsid")?;
+    if let Some(t) = &opts.terminal {
+        crate::pty::make_controlling(t.slave)?;
+    }
     mount::make_private()?;
     mount::bind_self(rootfs)?;
     let root = Root::open(rootfs)?;
@@ -245,6 +258,9 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
     }
     if spec.mounts.iter().any(|m| m.destination == "/dev") {
         mount::populate_dev(&root)?;
+    }
+    if let Some(t) = opts.terminal.as_ref().filter(|_| spec.mounts.iter().any(|m| m.destination == "/dev")) {
+        crate::pty::bind_console(&root, t.slave)?;
     }
     drop(root);
     if let Some(h) = &spec.hostname {

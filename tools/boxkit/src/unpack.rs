@@ -28,11 +28,13 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Create an empty root filesystem directory, mode 0755 whatever the umask (a layer that
-/// names "./" changes it later), so the same image gives the same tree on every machine.
+/// Create an empty root filesystem directory, mode 0755 whatever the umask and mtime the
+/// epoch (a layer that names "./" changes both later), so the same image gives the same
+/// tree on every machine and at every hour.
 pub fn new_rootfs(rootfs: &Path) -> Result<()> {
     fs::DirBuilder::new().mode(0o755).create(rootfs).ctx(|| format!("create {}", rootfs.display()))?;
-    fs::set_permissions(rootfs, fs::Permissions::from_mode(0o755)).ctx(|| format!("chmod {}", rootfs.display()))
+    fs::set_permissions(rootfs, fs::Permissions::from_mode(0o755)).ctx(|| format!("chmod {}", rootfs.display()))?;
+    crate::fsroot::lutimesat(libc::AT_FDCWD, rootfs.as_os_str(), 0, 0).ctx(|| format!("set times of {}", rootfs.display()))
 }
 
 /// Apply every layer of `image` to the directory `rootfs`, base layer first.
