@@ -198,6 +198,7 @@ pub fn remove_temporary(store: &Store, root: &Path, freed: &mut Freed) -> Result
     Ok(())
 }
 
+// ANCHOR: prune
 /// Garbage-collect: dangling images (with `all`, every image) that no live bundle uses, then
 /// every blob and cached layer nothing reaches, leftover temporary files, dead bundle records.
 pub fn prune(root: &Path, all: bool) -> Result<Freed> {
@@ -229,6 +230,7 @@ pub fn prune(root: &Path, all: bool) -> Result<Freed> {
     remove_temporary(&store, root, &mut freed)?;
     Ok(freed)
 }
+// ANCHOR_END: prune
 
 /// Move a cached layer aside (`layers/.tmp-gc-<hex>`, so no half-removed layer is ever
 /// mounted) and remove it. Returns the bytes of its regular files.
