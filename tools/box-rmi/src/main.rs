@@ -46,7 +46,11 @@ fn run(a: Args) -> boxkit::Result<i32> {
                     eprintln!("Untagged: {}", boxkit::images::familiar(name));
                 }
                 for d in &rm.removed {
-                    gc::walk(&store, d, &mut removed)?;
+                    if let Err(e) = gc::walk(&store, d, &mut removed) {
+                        // Its name is gone; box-prune collects whatever it leaves.
+                        eprintln!("box-rmi: {e}: some of its blobs are left for box-prune");
+                        status = 1;
+                    }
                 }
             }
             Err(e) => {

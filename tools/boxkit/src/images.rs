@@ -92,8 +92,10 @@ fn config_of(store: &Store, d: &Descriptor) -> Option<ImageConfig> {
 pub fn list(store: &Store) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for d in store.index()?.manifests {
+        // A blob that does not verify ends the walk: the row shows what was reached, and its
+        // CREATED reads N/A (box-prune and box-unpack name the blob at fault).
         let mut reach = Reach::default();
-        gc::walk(store, &d, &mut reach)?;
+        let _ = gc::walk(store, &d, &mut reach);
         let size = reach.blobs.iter().filter_map(|b| std::fs::metadata(store.blob_path(b)).ok()).map(|m| m.len()).sum();
         let created = config_of(store, &d).and_then(|c| c.created).and_then(|c| parse_rfc3339(&c));
         let (repository, tag) = split_name(d.ref_name());
@@ -147,8 +149,8 @@ pub fn lookup(store: &Store, index: &Index, s: &str) -> Result<Found> {
         if !hits.is_empty() {
             return Ok(Found::Image(hits));
         }
-    } else if let Err(e) = parsed {
-        return Err(e);
+    } else {
+        parsed?; // not a name, and not hex: say what is wrong with it as a name
     }
     Err(Error::not_found(format!("no image {s:?} in {}", store.dir().display())))
 }
