@@ -20,6 +20,7 @@ fi
 packages=(busybox-static runc crun umoci skopeo docker-registry apache2-utils openssl python3 tar gzip zstd jq util-linux iproute2 ca-certificates)
 # newuidmap/newgidmap: user namespaces with the caller's /etc/subuid and /etc/subgid ranges
 packages+=(uidmap)
+packages+=(e2fsprogs)  # chattr: the prune test gives a cached layer immutable files
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -9,6 +9,7 @@ mod cgroups;
 mod cli;
 mod export;
 mod faultproxy;
+mod images;
 mod import;
 mod interop;
 mod lessons;

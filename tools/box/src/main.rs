@@ -20,6 +20,10 @@ const TOOLS: &[(&str, &str)] = &[
     ("login", "check registry credentials and store them as Docker does"),
     ("logout", "remove stored registry credentials"),
     ("volume", "create, list, inspect and remove named volumes"),
+    ("images", "list the images in the store: names, IDs, age and size"),
+    ("tag", "give an image in the store another name"),
+    ("rmi", "remove image names, and images (and their blobs) that lose their last one"),
+    ("prune", "remove dangling images, unreferenced blobs and cached layers, leftovers"),
 ];
 
 fn main() {
