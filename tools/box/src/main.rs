@@ -19,6 +19,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("push", "push an image from the store to a registry"),
     ("login", "check registry credentials and store them as Docker does"),
     ("logout", "remove stored registry credentials"),
+    ("commit", "commit a bundle's changes as a new layer and image (like docker commit)"),
 ];
 
 fn main() {
