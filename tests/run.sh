@@ -18,6 +18,7 @@ fi
 # Debian packages: the peers (runc, crun, umoci, skopeo, docker-registry), the offline
 # busybox image, and the tools the fixture scripts and lessons use.
 packages=(busybox-static runc crun umoci skopeo docker-registry apache2-utils openssl python3 tar gzip zstd jq util-linux iproute2 ca-certificates)
+packages+=(time)  # /usr/bin/time: peak memory in the commit test
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
