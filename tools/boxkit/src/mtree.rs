@@ -2,7 +2,7 @@
 //! mtree(5)-style text file, so `box-commit` can later tell what a container changed.
 //!
 //! Reference: mtree(5) (BSD, libarchive): "full path" form, `keyword=value` pairs, names
-//! encoded with strvis(3) octal escapes. umoci keeps the same kind of record for the same
+//! encoded with strvis(3) octal escapes (every byte outside printable ASCII, and `\`, `#`, `=`). umoci keeps the same kind of record for the same
 //! purpose (`umoci unpack` writes `sha256_<digest>.mtree`, `umoci repack` compares against it).
 //!
 //! ```text
@@ -191,7 +191,7 @@ impl Entry {
     }
 }
 
-/// strvis(3)-style: every byte outside printable ASCII, and space, `\` and `#`, as `\ooo`.
+/// strvis(3)-style: every byte outside printable ASCII (space included), and `\`, `#`, `=`, as `\ooo`.
 fn vis(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len());
     for &c in b {
