@@ -2,8 +2,9 @@
 //! mtree(5)-style text file, so `box-commit` can later tell what a container changed.
 //!
 //! Reference: mtree(5) (BSD, libarchive): "full path" form, `keyword=value` pairs, names
-//! encoded with strvis(3) octal escapes (every byte outside printable ASCII, and `\`, `#`, `=`). umoci keeps the same kind of record for the same
-//! purpose (`umoci unpack` writes `sha256_<digest>.mtree`, `umoci repack` compares against it).
+//! encoded with strvis(3) octal escapes (every byte outside printable ASCII, and `\`, `#`,
+//! `=`). umoci keeps the same kind of record for the same purpose (`umoci unpack` writes
+//! `sha256_<digest>.mtree`, `umoci repack` compares against it).
 //!
 //! ```text
 //! #mtree v2.0 boxkit rootfs record
