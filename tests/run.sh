@@ -21,6 +21,7 @@ packages=(busybox-static runc crun umoci skopeo docker-registry apache2-utils op
 # newuidmap/newgidmap: user namespaces with the caller's /etc/subuid and /etc/subgid ranges
 packages+=(uidmap)
 packages+=(e2fsprogs)  # chattr: the prune test gives a cached layer immutable files
+packages+=(time)  # /usr/bin/time: peak memory in the commit test
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -130,6 +130,11 @@ fn lesson_04_registries() {
 }
 
 #[test]
+fn lesson_06_commit() {
+    run_lesson("06-commit");
+}
+
+#[test]
 fn lesson_10_rootless() {
     run_lesson("10-rootless");
 }
@@ -137,7 +142,14 @@ fn lesson_10_rootless() {
 /// Every lesson directory has its test above and the three files a lesson is made of.
 #[test]
 fn every_lesson_is_complete_and_tested() {
-    const TESTED: [&str; 5] = ["01-images-are-tarballs", "02-layers-and-whiteouts", "03-namespaces", "04-registries", "10-rootless"];
+    const TESTED: &[&str] = &[
+        "01-images-are-tarballs",
+        "02-layers-and-whiteouts",
+        "03-namespaces",
+        "04-registries",
+        "06-commit",
+        "10-rootless",
+    ];
     let mut problems = Vec::new();
     let mut found = Vec::new();
     for entry in std::fs::read_dir(workspace().join("lessons")).unwrap() {

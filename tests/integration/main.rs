@@ -7,6 +7,7 @@ mod support;
 mod book;
 mod cgroups;
 mod cli;
+mod commit;
 mod export;
 mod faultproxy;
 mod images;

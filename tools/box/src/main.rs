@@ -24,6 +24,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("tag", "give an image in the store another name"),
     ("rmi", "remove image names, and images (and their blobs) that lose their last one"),
     ("prune", "remove dangling images, unreferenced blobs and cached layers, leftovers"),
+    ("commit", "commit a bundle's changes as a new layer and image (like docker commit)"),
 ];
 
 fn main() {

@@ -162,6 +162,9 @@ pub fn unpack_bundle_mapped(store: &Store, image: &Image, name: &str, bundle: &P
         layers: image.config.rootfs.diff_ids.clone(),
     };
     bundle::write_info(tmp.path(), &info)?;
+    // What was unpacked, for box-commit to compare the rootfs against later.
+    let n = crate::mtree::record(&rootfs, &tmp.path().join(crate::mtree::RECORD_FILE))?;
+    explain!("write {} ({n} paths: type, mode, owner, times, sha256)", crate::mtree::RECORD_FILE);
     let tmp = tmp.keep();
     // RENAME_NOREPLACE: a directory created at BUNDLE meanwhile is never replaced.
     if let Err(e) = rename_noreplace(&tmp, bundle) {
