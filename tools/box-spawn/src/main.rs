@@ -28,6 +28,13 @@ struct Args {
     /// Run in this cgroup (a path printed by box-cgroup-limit --create)
     #[arg(long, value_name = "PATH")]
     cgroup: Option<PathBuf>,
+    /// Turn the hardening off, like docker run --privileged: every capability, no seccomp,
+    /// no masked or read-only paths, /sys and /sys/fs/cgroup writable, every device allowed
+    #[arg(long)]
+    privileged: bool,
+    /// "default": Docker's default seccomp profile; "unconfined": no seccomp filter
+    #[arg(long, value_name = "PROFILE", default_value = "default", value_parser = ["default", "unconfined"])]
+    seccomp: String,
     /// The command to run instead of the one in config.json
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -40,15 +47,17 @@ fn main() {
 }
 
 fn run(a: Args) -> boxkit::Result<i32> {
-    let spec = boxkit::runtime::load(&a.bundle)?;
-    let cgroup_procs = match &a.cgroup {
-        Some(p) => boxkit::cgroup::procs_files(&boxkit::cgroup::detect_host()?, p)?,
-        None => Vec::new(),
-    };
+    let mut spec = boxkit::runtime::load(&a.bundle)?;
+    let hardening = boxkit::hardening::Options { privileged: a.privileged, seccomp_unconfined: a.seccomp == "unconfined" };
+    // Removes the cgroup it created when dropped, after the container has exited.
+    let cgroup = boxkit::hardening::ContainerCgroup::setup(a.cgroup.as_deref(), a.privileged)?;
+    let plan = boxkit::hardening::prepare(&mut spec, &hardening, &cgroup)?;
+    let cgroup_procs = cgroup.procs();
     let opts = boxkit::spawn::SpawnOptions {
         args: if a.command.is_empty() { None } else { Some(a.command) },
         init: a.init,
         cgroup_procs,
+        hardening: plan,
     };
     boxkit::spawn::spawn(&a.bundle, &spec, &opts)
 }
