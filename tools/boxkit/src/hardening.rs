@@ -90,6 +90,12 @@ impl ContainerCgroup {
                 me.procs = cgroup::procs_files(&h, p)?;
                 boxkit_group(&h, p).map(|c| c.dirs()).unwrap_or_default()
             }
+            // Already in a group boxkit made (`box-cgroup-limit -- box-spawn B`): stay there,
+            // so its limits, its OOM count and its --stats cover the container.
+            None if !enclosing_boxkit_group(&h).is_empty() => {
+                explain!("already in a boxkit cgroup: the container stays in it");
+                enclosing_boxkit_group(&h)
+            }
             None => match create_own(&h) {
                 Ok(cg) => {
                     me.procs = cg.dirs().into_iter().map(|(_, d)| d.join("cgroup.procs")).filter(|p| p.exists()).collect();
@@ -148,6 +154,24 @@ fn create_own(h: &Hierarchy) -> Result<Cgroup> {
     Cgroup::create(h, &name, &cgroup::Limits::default())
 }
 // ANCHOR_END: container_cgroup
+
+/// The directories, per hierarchy, of our own cgroup where it is a group boxkit created
+/// (its parent is `boxkit/`).
+fn enclosing_boxkit_group(h: &Hierarchy) -> Vec<(String, PathBuf)> {
+    let in_boxkit = |d: &Path| d.parent().and_then(|p| p.file_name()).map(|n| n == "boxkit").unwrap_or(false);
+    match h {
+        Hierarchy::V1 { controllers } => controllers.iter().filter(|(_, d)| in_boxkit(d)).map(|(c, d)| (c.clone(), d.clone())).collect(),
+        Hierarchy::V2 { mount } => {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            own.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(|p| mount.join(p.trim_start_matches('/')))
+                .filter(|d| in_boxkit(d))
+                .map(|d| vec![("unified".to_string(), d)])
+                .unwrap_or_default()
+        }
+    }
+}
 
 /// The group at `path` if boxkit created it (`…/boxkit/NAME` in every hierarchy).
 fn boxkit_group(h: &Hierarchy, path: &Path) -> Option<Cgroup> {
