@@ -9,6 +9,7 @@ mod cgroups;
 mod cli;
 mod export;
 mod faultproxy;
+mod hardening;
 mod import;
 mod interop;
 mod lessons;

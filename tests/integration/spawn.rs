@@ -285,4 +285,5 @@ fn a_non_root_container_dies_with_box_spawn() {
         assert!(std::time::Instant::now() < deadline, "the container outlived box-spawn");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    crate::hardening::remove_spawn_group(c.id());
 }
