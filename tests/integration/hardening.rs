@@ -206,6 +206,34 @@ fn the_container_gets_a_cgroup_of_its_own_removed_at_exit() {
 }
 
 #[test]
+fn without_no_new_privs_the_filter_is_installed_before_the_capabilities_go() {
+    // Only CAP_SYS_ADMIN may install a filter without no_new_privs: box-spawn installs it
+    // while it still holds that, so a non-root user without no_new_privs is filtered too.
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    crate::support::edit_config(&b, |spec| {
+        spec["process"]["noNewPrivileges"] = false.into();
+        spec["process"]["user"] = serde_json::json!({"uid": 65534, "gid": 65534});
+    });
+    let o = spawn(&b, &["--init"], "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; unshare -Ur true 2>/dev/null || echo unshare-refused");
+    assert_eq!(stdout(&o), "NoNewPrivs:\t0\nSeccomp:\t2\nunshare-refused\n", "{o:?}");
+}
+
+#[test]
+fn a_group_from_box_cgroup_limit_gets_the_device_filter() {
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let name = format!("hardening-{}", std::process::id());
+    let o = Command::new(bin("box-cgroup-limit")).args(["--create", &name, "--pids", "100"]).output().unwrap();
+    crate::support::assert_success(&o, "box-cgroup-limit --create");
+    let path = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let o = spawn(&b, &["--cgroup", &path], "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda 2>&1 | grep -o 'Operation not permitted'; rm -f /tmp/sda");
+    let removed = Command::new(bin("box-cgroup-limit")).args(["--remove", &name]).output().unwrap();
+    crate::support::assert_success(&removed, "box-cgroup-limit --remove");
+    assert_eq!(stdout(&o), "Operation not permitted\n", "{o:?}");
+}
+
+#[test]
 fn privileged_takes_the_walls_down() {
     let s = Scratch::new();
     let b = s.busybox_bundle("b");
