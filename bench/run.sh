@@ -213,6 +213,11 @@ task_spawn() {
   local wrap=("${CG_WRAP[@]}")
   if out="$("${wrap[@]}" "$BOX/box-spawn" "$b" -- /bin/sh -c 'echo ok' 2>&1)" && [[ $out == ok ]]; then
     check PASS "box-spawn runs the busybox bundle"; else check FAIL "box-spawn: $out"; fi
+  # the timed row runs with every wall up: Docker's capabilities, seccomp, device filter
+  if out="$("${wrap[@]}" "$BOX/box-spawn" "$b" -- /bin/sh -c 'grep -E "^(CapEff|Seccomp):" /proc/self/status | tr -d "\t" | tr "\n" " "; cut -d: -f3 /proc/self/cgroup | sort -u' 2>&1)" &&
+    [[ $out == "CapEff:00000000a80425fb Seccomp:2 /" ]]; then
+    check PASS "box-spawn is hardened: Docker's capabilities, seccomp filter, own cgroup namespace"
+  else check FAIL "box-spawn is not hardened as expected: $out"; fi
   if out="$("${wrap[@]}" runc --root "$W/runc-root" run --bundle "$ob" bench-check-runc 2>&1)"; then
     check PASS "runc runs the same rootfs"; else check FAIL "runc: $out"; fi
   if out="$("${wrap[@]}" crun --root "$W/crun-root" run --bundle "$ob" bench-check-crun 2>&1)"; then
@@ -224,6 +229,7 @@ task_spawn() {
     -n "box-spawn B -- /bin/true" "$BOX/box-spawn $b -- /bin/true" \
     -n "runc run /bin/true" "runc --root $W/runc-root run --bundle $ob bench-runc" \
     -n "crun run /bin/true" "crun --root $W/crun-root run --bundle $ob bench-crun" \
+    -n "ref: box-spawn --privileged B -- /bin/true" "$BOX/box-spawn --privileged $b -- /bin/true" \
     -n "ref: crun --cgroup-manager=disabled run /bin/true" \
     "crun --root $W/crun-root --cgroup-manager=disabled run --bundle $ob bench-crun-nocg" \
     -n "ref: unshare (pid,mnt,uts,ipc,net) chroot /bin/true" \

@@ -139,6 +139,11 @@ fn lesson_10_rootless() {
     run_lesson("10-rootless");
 }
 
+#[test]
+fn lesson_09_capabilities() {
+    run_lesson("09-capabilities");
+}
+
 /// Every lesson directory has its test above and the three files a lesson is made of.
 #[test]
 fn every_lesson_is_complete_and_tested() {
@@ -148,6 +153,7 @@ fn every_lesson_is_complete_and_tested() {
         "03-namespaces",
         "04-registries",
         "06-commit",
+        "09-capabilities",
         "10-rootless",
     ];
     let mut problems = Vec::new();

@@ -11,6 +11,7 @@ mod commit;
 mod export;
 mod faultproxy;
 mod images;
+mod hardening;
 mod import;
 mod interop;
 mod lessons;

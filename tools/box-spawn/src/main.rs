@@ -39,6 +39,13 @@ struct Args {
     userns: Option<boxkit::userns::Request>,
     #[command(flatten)]
     run: run::RunArgs,
+    /// Turn the hardening off, like docker run --privileged: every capability, no seccomp,
+    /// no masked or read-only paths, /sys and /sys/fs/cgroup writable, every device allowed
+    #[arg(long)]
+    privileged: bool,
+    /// "default": Docker's default seccomp profile; "unconfined": no seccomp filter
+    #[arg(long, value_name = "PROFILE", default_value = "default", value_parser = ["default", "unconfined"])]
+    seccomp: String,
     /// The command to run instead of the one in config.json
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -53,13 +60,15 @@ fn main() {
 fn run(a: Args) -> boxkit::Result<i32> {
     let mut spec = boxkit::runtime::load(&a.bundle)?;
     let prepared = run::prepare(&a.run, &a.common.root_dir(), &a.bundle, &mut spec)?;
-    let mut cgroup_procs = match &a.cgroup {
-        Some(p) => boxkit::cgroup::procs_files(&boxkit::cgroup::detect_host()?, p)?,
-        None => Vec::new(),
-    };
+    let hardening = boxkit::hardening::Options { privileged: a.privileged, seccomp_unconfined: a.seccomp == "unconfined" };
+    // Removes the cgroup it created when dropped, after the container has exited.
+    let cgroup = boxkit::hardening::ContainerCgroup::setup(a.cgroup.as_deref(), a.privileged)?;
+    let plan = boxkit::hardening::prepare(&mut spec, &hardening, &cgroup)?;
+    let mut cgroup_procs = cgroup.procs();
     // Without root, a cgroup is usable only where it was delegated to the caller.
     if !cgroup_procs.iter().all(|p| boxkit::rootless::may_join_cgroup(p)) {
-        eprintln!("box-spawn: note: {} is not delegated to you: running without its limits", a.cgroup.as_ref().unwrap().display());
+        let what = a.cgroup.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the container's cgroup".into());
+        eprintln!("box-spawn: note: {what} is not delegated to you: running without its limits");
         cgroup_procs.clear();
     }
     let opts = boxkit::spawn::SpawnOptions {
@@ -67,6 +76,8 @@ fn run(a: Args) -> boxkit::Result<i32> {
         init: a.init,
         cgroup_procs,
         userns: a.userns,
+        hardening: plan,
+        cleanup: Some(std::sync::Arc::new(cgroup)),
         ..Default::default()
     };
     run::start(&a.run, prepared, &a.bundle, &spec, opts)

@@ -36,7 +36,7 @@ pub fn mask(names: &[String]) -> Result<u64> {
 }
 
 /// The highest capability this kernel knows.
-fn last_cap() -> u32 {
+pub fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())

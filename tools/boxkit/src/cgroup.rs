@@ -52,7 +52,7 @@ pub fn detect(mountinfo: &str, self_cgroup: &str, fs_root: &Path) -> Result<Hier
             "cgroup2" => v2 = Some(under(mountpoint)),
             "cgroup" => {
                 for opt in superopts.split(',') {
-                    if ["memory", "cpu", "cpuacct", "pids", "blkio", "cpuset", "freezer"].contains(&opt) {
+                    if ["memory", "cpu", "cpuacct", "pids", "blkio", "cpuset", "freezer", "devices"].contains(&opt) {
                         // The caller's own group in this hierarchy, from /proc/self/cgroup.
                         let own = self_cgroup
                             .lines()

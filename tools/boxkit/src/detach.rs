@@ -83,6 +83,8 @@ pub fn detach(dir: &Path, st: State, bundle: &Path, spec: &Spec, opts: SpawnOpti
     match unsafe { nix::unistd::fork() }.ctx(|| "fork")? {
         nix::unistd::ForkResult::Parent { child } => {
             drop(ready_w);
+            // The supervisor cleans up after the container; this process must not.
+            std::mem::forget(opts.cleanup);
             let mut report = Vec::new();
             let _ = std::fs::File::from(ready_r).read_to_end(&mut report);
             let _ = nix::sys::wait::waitpid(child, None);

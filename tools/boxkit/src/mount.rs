@@ -28,12 +28,16 @@ pub fn make_private() -> Result<()> {
         .ctx(|| "make / private")
 }
 
-/// pivot_root needs the new root to be a mount point: bind it onto itself. The bind is
-/// `nodev`: a device node shipped in an image is inert; only the fresh /dev holds live ones.
-pub fn bind_self(rootfs: &Path) -> Result<()> {
+/// pivot_root needs the new root to be a mount point: bind it onto itself. With `nodev`
+/// (when no device filter guards the container) a device node shipped in an image is inert;
+/// only the fresh /dev holds live ones.
+pub fn bind_self(rootfs: &Path, nodev: bool) -> Result<()> {
     explain!("mount({0:?}, {0:?}, MS_BIND|MS_REC): the rootfs becomes a mount point", rootfs);
     mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .ctx(|| format!("bind {} onto itself", rootfs.display()))?;
+    if !nodev {
+        return Ok(());
+    }
     explain!("remount it MS_NODEV: device files in the image cannot be opened");
     remount_bind(rootfs, MsFlags::MS_NODEV).ctx(|| format!("remount {} nodev", rootfs.display()))
 }

@@ -133,16 +133,16 @@ pub struct Namespace {
 }
 
 // ANCHOR: runtime_defaults
-/// Docker's default capability set (moby `oci/caps/defaults.go`) less `CAP_MKNOD`, as
-/// Podman's default is. Docker can grant mknod because its devices cgroup stops the
-/// container from opening what it creates; box-spawn installs no device filter yet, so a
-/// container able to mknod could open the host's disks. The rootfs is also mounted
-/// `nodev`, so device nodes shipped in an image are inert.
-pub const DEFAULT_CAPABILITIES: [&str; 13] = [
+/// Docker's default capability set (moby `oci/caps/defaults.go`). `CAP_MKNOD` is safe to
+/// grant because box-spawn puts a device filter on the container's cgroup (devices.rs): a
+/// node for the host's disk can be made but not opened. Where box-spawn cannot install that
+/// filter it drops `CAP_MKNOD` and keeps the rootfs `nodev` (hardening.rs).
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
     "CAP_FOWNER",
+    "CAP_MKNOD",
     "CAP_NET_RAW",
     "CAP_SETGID",
     "CAP_SETUID",
@@ -155,7 +155,7 @@ pub const DEFAULT_CAPABILITIES: [&str; 13] = [
 ];
 
 /// runc's default masked paths: hidden behind /dev/null or an empty read-only tmpfs.
-pub const MASKED_PATHS: [&str; 10] = [
+pub const MASKED_PATHS: [&str; 11] = [
     "/proc/acpi",
     "/proc/asound",
     "/proc/kcore",
@@ -166,6 +166,7 @@ pub const MASKED_PATHS: [&str; 10] = [
     "/proc/sched_debug",
     "/proc/scsi",
     "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ];
 
 /// runc's default read-only paths.

@@ -9,7 +9,7 @@
 //! block forwarded signals
 //! clone(CLONE_NEWPID|CLONE_NEWNS|…) ────▶ make / private, bind rootfs, mounts, /dev
 //! read the error pipe                     sethostname, pivot_root(".", "."), mask /proc …
-//!   (EOF = execve succeeded)              rlimits, drop capabilities, setuid, chdir
+//!   (EOF = execve succeeded)              rlimits, drop capabilities, setuid, chdir, seccomp
 //! sigwait: forward or reap ◀────────────  execve(args)   (with --init: fork, then reap)
 //! exit with the child's status
 //! ```
@@ -23,6 +23,7 @@ use crate::explain;
 use crate::fsroot::Root;
 use crate::mount;
 use crate::runtime::{Process, Spec};
+use crate::seccomp::Filter;
 use crate::{rootless, userns};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
@@ -49,6 +50,11 @@ pub struct SpawnOptions {
     pub terminal: Option<crate::pty::Terminal>,
     /// Called with the container's pid once its command is running (the state file).
     pub on_start: Option<crate::state::StartHook>,
+    /// Seccomp, cgroup namespace, /sys/fs/cgroup, device nodes (hardening::prepare).
+    pub hardening: crate::hardening::Plan,
+    /// Dropped by whoever supervises the container, once it is over: the cgroup box-spawn
+    /// made for it is removed then (in a detached run, by the supervisor, not the caller).
+    pub cleanup: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Signals box-spawn passes on to the container.
@@ -112,7 +118,8 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     let root_path = spec.root.as_ref().map(|r| r.path.clone()).unwrap_or_else(|| "rootfs".into());
     let rootfs = bundle.join(&root_path);
     let rootfs = std::fs::canonicalize(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
-    let mut flags = clone_flags(spec)?;
+    // A cgroup namespace is made in the child, once it is in its cgroup (hardening.rs).
+    let mut flags = clone_flags(spec)? - CloneFlags::CLONE_NEWCGROUP;
     let mapping = userns::choose(spec, opts.userns, &userns::Caller::current())?;
     if let Some(m) = &mapping {
         rootless::check_reachable(&rootfs, m)?;
@@ -246,12 +253,13 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
     if let Some(sync) = userns {
         sync.wait_and_become_root()?;
     }
+    crate::hardening::enter_cgroup_ns(&opts.hardening)?;
     nix::unistd::setsid().ctx(|| "setsid")?;
     if let Some(t) = &opts.terminal {
         crate::pty::make_controlling(t.slave)?;
     }
     mount::make_private()?;
-    mount::bind_self(rootfs)?;
+    mount::bind_self(rootfs, !opts.hardening.image_devices)?;
     let root = Root::open(rootfs)?;
     for m in &spec.mounts {
         mount::mount_one(&root, m, bundle)?;
@@ -268,6 +276,7 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
         nix::unistd::sethostname(h).ctx(|| format!("sethostname {h:?}"))?;
     }
     mount::pivot_root(rootfs)?;
+    crate::hardening::mount_cgroup_tree(&opts.hardening)?;
     if let Some(linux) = &spec.linux {
         mount::mask_paths(&linux.masked_paths)?;
         mount::readonly_paths(&linux.readonly_paths)?;
@@ -278,16 +287,16 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
     loopback_up();
     set_rlimits(p)?;
     if opts.init {
-        return run_init(p);
+        return run_init(p, opts.hardening.seccomp.as_ref());
     }
-    exec_process(p, Some(report_fd))
+    exec_process(p, Some(report_fd), opts.hardening.seccomp.as_ref())
 }
 // ANCHOR_END: child
 
 // ANCHOR: run_init
 /// `--init`: stay as PID 1, run the command as PID 2, forward signals to it, reap every
 /// orphan that the kernel reparents to us, and exit with the command's status.
-fn run_init(p: &Process) -> Result<()> {
+fn run_init(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
     let mut set = forwarded_set();
     set.add(Signal::SIGCHLD);
     set.thread_block().ctx(|| "block signals")?;
@@ -300,7 +309,7 @@ fn run_init(p: &Process) -> Result<()> {
     match unsafe { nix::unistd::fork() }.ctx(|| "fork")? {
         nix::unistd::ForkResult::Child => {
             let _ = set.thread_unblock();
-            let e = exec_process(p, None).unwrap_err();
+            let e = exec_process(p, None, seccomp).unwrap_err();
             let _ = writeln!(std::io::stderr(), "box-spawn: {e}");
             let code = match e.kind() {
                 Kind::NotExecutable => 126,
@@ -322,10 +331,14 @@ fn run_init(p: &Process) -> Result<()> {
 // ANCHOR: exec_process
 /// Become the configured user, with the configured capabilities, in the working directory,
 /// then execve. Returns only on failure.
-fn exec_process(p: &Process, report_fd: Option<RawFd>) -> Result<()> {
+fn exec_process(p: &Process, report_fd: Option<RawFd>, seccomp: Option<&Filter>) -> Result<()> {
     let path = find_executable(&p.args[0], &p.env)?;
     let argv: Vec<CString> = p.args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
     let envp: Vec<CString> = p.env.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+    // Without no_new_privs only CAP_SYS_ADMIN may install a filter: do it now, as runc does.
+    if let (Some(f), false) = (seccomp, p.no_new_privileges) {
+        f.install()?;
+    }
 
     if let Some(c) = &p.capabilities {
         caps::drop_bounding(c)?;
@@ -362,6 +375,10 @@ fn exec_process(p: &Process, report_fd: Option<RawFd>) -> Result<()> {
     let cwd = std::env::current_dir().ctx(|| "getcwd")?;
     if !cwd.starts_with("/") || cwd.to_string_lossy().starts_with("(unreachable)") {
         return Err(Error::invalid(format!("working directory {} is outside the container", p.cwd)));
+    }
+    // Last, so that nothing box-spawn itself does runs under the filter.
+    if let (Some(f), true) = (seccomp, p.no_new_privileges) {
+        f.install()?;
     }
     explain!("execve({:?}, {:?})", path, p.args);
     let e = nix::unistd::execve(&cstring(&path.to_string_lossy())?, &argv, &envp).unwrap_err();
