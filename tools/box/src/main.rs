@@ -19,6 +19,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("push", "push an image from the store to a registry"),
     ("login", "check registry credentials and store them as Docker does"),
     ("logout", "remove stored registry credentials"),
+    ("save", "write images, with every layer and their history, as a docker save / OCI archive"),
+    ("load", "load images from a docker save or OCI archive (file or stdin) into the store"),
 ];
 
 fn main() {
