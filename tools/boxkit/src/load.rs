@@ -133,8 +133,8 @@ fn merge(loaded: &mut Vec<Loaded>, image: Loaded) {
 /// Pass 1: every member into the store (or, for the three documents, into memory).
 fn read_archive(store: &Store, input: impl Read + Send + 'static) -> Result<Archive> {
     let (kind, decoded) = compress::decoder(input).ctx(|| "read the archive")?;
-    explain!("read a {} tar stream; each member goes to blobs/.tmp-*, hashed, then renamed", kind.name());
-    let bad = |e: io::Error| Error::invalid(format!("the archive is not a valid tar stream: {e}"));
+    explain!("read the archive ({}); each member goes to blobs/.tmp-*, hashed, then renamed", kind.name());
+    let bad = |e: io::Error| Error::invalid(format!("the archive is truncated or not a tar stream: {e}"));
     let mut tar = tar::Archive::new(EofWatch { inner: compress::pipelined(decoded), eof: false });
     let mut a = Archive::default();
     for entry in tar.entries().map_err(bad)? {
