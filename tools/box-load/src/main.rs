@@ -42,7 +42,7 @@ fn run(a: Args) -> boxkit::Result<i32> {
     let from = a.input.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "standard input".to_string());
     let loaded = boxkit::load::load(&store, reader).map_err(|e| e.context(format!("load {from}")))?;
     for l in &loaded {
-        if let Some(tag) = &l.bare_tag {
+        if let (Some(tag), true) = (&l.bare_tag, l.names.is_empty()) {
             eprintln!(
                 "box-load: image {} is named only {tag:?} in index.json (a tag without a repository): loaded without a name",
                 l.descriptor.digest

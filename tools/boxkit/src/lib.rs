@@ -5,6 +5,7 @@
 //! narrates its steps through [`explain!`] only when a binary asked for `--explain`.
 //! Functions that touch the system take their root path as a parameter.
 
+pub mod archive;
 pub mod auth;
 pub mod bundle;
 pub mod caps;

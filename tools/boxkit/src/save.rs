@@ -30,34 +30,15 @@ use crate::explain::human_size;
 use crate::oci::{self, Descriptor, Index, Platform};
 use crate::reference::Reference;
 use crate::store::{host_platform, Image, Store};
+use crate::archive::{blob_member, DockerManifestItem, ANNOTATION_IMAGE_NAME};
 use crate::tarstream::{Kind, Meta, TarWriter};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-
-/// The annotation containerd (and so Docker 25+) uses for an image's full name.
-pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
-
-/// One entry of a docker-archive's `manifest.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DockerManifestItem {
-    #[serde(rename = "Config")]
-    pub config: String,
-    #[serde(rename = "RepoTags", default)]
-    pub repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers")]
-    pub layers: Vec<String>,
-}
 
 /// An image to save and the names it is saved under.
 struct Entry {
     image: Image,
     names: Vec<Reference>,
-}
-
-/// The path of a blob inside the archive: `blobs/sha256/<hex>`.
-pub fn blob_member(d: &Digest) -> String {
-    format!("blobs/{}/{}", d.algorithm(), d.hex())
 }
 
 // ANCHOR: save_fn
@@ -193,36 +174,9 @@ fn documents(entries: &[Entry]) -> Vec<(&'static str, Vec<u8>)> {
 }
 // ANCHOR_END: documents
 
-/// Names an archive member must never have: absolute, or climbing out with `..`.
-/// Returns the cleaned name (`./a//b` → `a/b`).
-pub fn clean_member_name(raw: &[u8]) -> Result<String> {
-    let name = std::str::from_utf8(raw)
-        .map_err(|_| Error::invalid(format!("archive member {:?}: name is not UTF-8", String::from_utf8_lossy(raw))))?;
-    if name.starts_with('/') {
-        return Err(Error::invalid(format!("archive member {name:?}: an absolute name")));
-    }
-    let mut parts = Vec::new();
-    for c in name.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => return Err(Error::invalid(format!("archive member {name:?}: a name with '..'"))),
-            c => parts.push(c),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn member_names_are_cleaned_and_escapes_refused() {
-        assert_eq!(clean_member_name(b"./blobs//sha256/x").unwrap(), "blobs/sha256/x");
-        assert!(clean_member_name(b"../x").unwrap_err().to_string().contains("'..'"));
-        assert!(clean_member_name(b"a/../../x").is_err());
-        assert!(clean_member_name(b"/etc/passwd").unwrap_err().to_string().contains("absolute"));
-    }
 
     #[test]
     fn familiar_names_are_what_docker_shows() {
