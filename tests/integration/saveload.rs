@@ -235,6 +235,10 @@ fn box_load_reads_what_skopeo_writes() {
     let ig = Ignore { root: true, ..Ignore::default() };
     let want = listing(&unpack(&a, "layered", "b1").join("rootfs"), ig);
     assert_eq!(listing(&unpack(&b, "example.com/x/layered:v9", "b2").join("rootfs"), ig), want);
+    // What box-load wrote (a new OCI manifest here) is an image skopeo reads.
+    let loaded = format!("oci:{}:example.com/x/layered:v9", b.join("images").display());
+    let v: serde_json::Value = serde_json::from_str(&skopeo(&["inspect", &loaded])).unwrap();
+    assert_eq!(v["Digest"].as_str().unwrap(), manifest_digest(&b, "example.com/x/layered:v9"));
     // oci-archive with a full name as ref.name keeps the manifest digest.
     let oa = a.join("oa.tar");
     skopeo(&["copy", "-q", &layout, &format!("oci-archive:{}:app:v3", oa.display())]);
@@ -395,4 +399,29 @@ fn save_refuses_a_missing_image_and_writes_no_file() {
     assert!(!Path::new(&out).exists());
     let leftovers: Vec<_> = std::fs::read_dir(s.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".box-save")).collect();
     assert!(leftovers.is_empty());
+}
+
+#[test]
+fn docker_media_types_keep_their_digest() {
+    require("skopeo");
+    // An image as a registry serves it in Docker's schema 2: the manifest is saved as it is.
+    let a = Scratch::new();
+    three_images(&a);
+    let st = store(&a);
+    let image = st.image("layered").unwrap();
+    let mut m = serde_json::to_value(&image.manifest).unwrap();
+    m["mediaType"] = boxkit::oci::MEDIA_DOCKER_MANIFEST.into();
+    m["config"]["mediaType"] = boxkit::oci::MEDIA_DOCKER_CONFIG.into();
+    for l in m["layers"].as_array_mut().unwrap() {
+        l["mediaType"] = boxkit::oci::MEDIA_DOCKER_LAYER_GZIP.into();
+    }
+    let d = st.put_bytes(boxkit::oci::MEDIA_DOCKER_MANIFEST, m.to_string().as_bytes()).unwrap();
+    st.tag(&boxkit::reference::Reference::parse("dockery:1").unwrap(), &d).unwrap();
+    let archive = save(&a, &["dockery:1"]);
+    let b = Scratch::new();
+    assert_eq!(load_ok(&b, &archive), ["docker.io/library/dockery:1"]);
+    assert_eq!(manifest_digest(&b, "dockery:1"), d.digest.to_string());
+    let f = a.join("d.tar");
+    std::fs::write(&f, &archive).unwrap();
+    skopeo(&["inspect", &format!("docker-archive:{}", f.display())]);
 }
