@@ -144,6 +144,11 @@ fn lesson_09_capabilities() {
     run_lesson("09-capabilities");
 }
 
+#[test]
+fn lesson_07_save_and_load() {
+    run_lesson("07-save-and-load");
+}
+
 /// Every lesson directory has its test above and the three files a lesson is made of.
 #[test]
 fn every_lesson_is_complete_and_tested() {
@@ -153,6 +158,7 @@ fn every_lesson_is_complete_and_tested() {
         "03-namespaces",
         "04-registries",
         "06-commit",
+        "07-save-and-load",
         "09-capabilities",
         "10-rootless",
     ];

@@ -17,6 +17,7 @@ mod interop;
 mod lessons;
 mod pull;
 mod registry;
+mod saveload;
 mod spawn;
 mod tokenserver;
 mod tree;

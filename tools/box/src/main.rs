@@ -25,6 +25,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("rmi", "remove image names, and images (and their blobs) that lose their last one"),
     ("prune", "remove dangling images, unreferenced blobs and cached layers, leftovers"),
     ("commit", "commit a bundle's changes as a new layer and image (like docker commit)"),
+    ("save", "write images, with every layer and their history, as a docker save / OCI archive"),
+    ("load", "load images from a docker save or OCI archive (file or stdin) into the store"),
 ];
 
 fn main() {

@@ -5,6 +5,7 @@
 //! narrates its steps through [`explain!`] only when a binary asked for `--explain`.
 //! Functions that touch the system take their root path as a parameter.
 
+pub mod archive;
 pub mod auth;
 pub mod bundle;
 pub mod caps;
@@ -28,6 +29,7 @@ pub mod hardening;
 pub mod import;
 pub mod layer;
 pub mod layercache;
+pub mod load;
 pub mod mount;
 pub mod mtree;
 pub mod oci;
@@ -42,6 +44,7 @@ pub mod rootless;
 pub mod runtime;
 pub mod runopts;
 pub mod seccomp;
+pub mod save;
 pub mod spawn;
 pub mod state;
 pub mod store;
