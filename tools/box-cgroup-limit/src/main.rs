@@ -29,12 +29,12 @@ struct Args {
     #[arg(long, value_name = "N")]
     cpu_weight: Option<u64>,
     /// Relative CPU shares, 2-262144 (v1 cpu.shares; converted on v2)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "cpu_weight")]
     cpu_shares: Option<u64>,
     /// Most processes (and threads) the group may hold
     #[arg(long, value_name = "N")]
     pids: Option<u64>,
-    /// Relative I/O weight, 1-10000 (v2 io.weight; v1 blkio.weight 10-1000)
+    /// Relative I/O weight, 1-10000 (v2 io.weight; BFQ's 1-1000 scale converted); needs a disk using BFQ or io.cost
     #[arg(long, value_name = "N")]
     io_weight: Option<u64>,
     /// CPUs to run on: 0-1, 0,2
@@ -89,12 +89,14 @@ fn run(a: Args) -> boxkit::Result<i32> {
         } else {
             let opt = |v: Option<u64>, f: fn(u64) -> String| v.map(f).unwrap_or_else(|| "-".into());
             boxkit_cli::print_line(format!(
-                "memory {} (peak {}, limit {})  pids {}  cpu {}  throttled {} periods, {}  oom kills {}",
+                "memory {} (peak {}, limit {})  pids {} (limit {})  cpu {} in {} periods  throttled {} periods, {}  oom kills {}",
                 opt(s.memory_bytes, human_size),
                 opt(s.memory_peak_bytes, human_size),
                 opt(s.memory_limit_bytes, human_size),
                 opt(s.pids, |p| p.to_string()),
+                opt(s.pids_limit, |p| p.to_string()),
                 opt(s.cpu_usec, |u| format!("{:.3}s", u as f64 / 1e6)),
+                opt(s.cpu_periods, |p| p.to_string()),
                 opt(s.throttled_periods, |p| p.to_string()),
                 opt(s.throttled_usec, |u| format!("{:.3}s", u as f64 / 1e6)),
                 s.oom_kills
@@ -107,6 +109,9 @@ fn run(a: Args) -> boxkit::Result<i32> {
         return Ok(0);
     }
     let l = limits(&a)?;
+    if l.io_weight.is_some() {
+        cgroup::io_weight_effective(std::path::Path::new("/sys"), &h)?;
+    }
     if let Some(name) = &a.create {
         let cg = Cgroup::create(&h, name, &l)?;
         boxkit_cli::print_line(cg.path().display())?;
@@ -115,6 +120,7 @@ fn run(a: Args) -> boxkit::Result<i32> {
     if a.command.is_empty() {
         return Err(boxkit::Error::invalid("nothing to do: give -- CMD…, --create, --stats or --remove"));
     }
+    // ANCHOR: run_and_remove
     let cg = Cgroup::create(&h, &format!("run-{}", std::process::id()), &l)?;
     let result = run_in(&cg, &a.command);
     let oom = cg.oom_kills();
@@ -128,6 +134,7 @@ fn run(a: Args) -> boxkit::Result<i32> {
     }
     removed?;
     Ok(code)
+    // ANCHOR_END: run_and_remove
 }
 
 /// Start `argv` inside `cg` (it joins before exec) and wait for it, forwarding signals.
@@ -139,7 +146,7 @@ fn run_in(cg: &Cgroup, argv: &[String]) -> boxkit::Result<i32> {
     };
     let old = nix::sys::signal::SigSet::thread_get_mask().map_err(|e| boxkit::Error::io("sigprocmask", e.into()))?;
     blocked.thread_block().map_err(|e| boxkit::Error::io("sigprocmask", e.into()))?;
-    let procs: Vec<std::path::PathBuf> = cg.dirs().into_iter().map(|(_, d)| d.join("cgroup.procs")).collect();
+    let procs = cg.procs_files();
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     // SAFETY: this process is single-threaded; the child writes its pid and restores the mask.
