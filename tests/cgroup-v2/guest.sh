@@ -30,13 +30,24 @@ for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
 done
 
 # Writable places the tests expect: cargo's CARGO_TARGET_TMPDIR (fixtures) is under the
-# read-only source tree, so it gets a tmpfs; /tmp is one already. The kernel's own modules
-# (zram for swap) come from the extracted package.
+# read-only source tree, so it gets a tmpfs; /tmp is one already.
 mount -t tmpfs -o mode=755 tmpfs "$TARGET_TMP" || result FAIL target-tmp-mount
-mount --bind "$(dirname "$MODULES")" /lib/modules 2>/dev/null || true
+export BOXKIT_TEST_BUSYBOX_TAR=/tmp/scratch/busybox.tar
+
+# Some swap (compressed in memory), so that --memory-swap can be seen to let a process
+# past its memory limit; and the BFQ scheduler on the scratch disk, so that --io-weight
+# has something to act on.
+# The kernel's modules come from the extracted package (modprobe -d: its root).
+modprobe -d "$KERNEL_ROOT" zram num_devices=1 && echo 256M >/sys/block/zram0/disksize &&
+    mkswap /dev/zram0 >/dev/null && swapon /dev/zram0 || result FAIL zram-swap
+modprobe -d "$KERNEL_ROOT" virtio_blk && modprobe -d "$KERNEL_ROOT" bfq && udevadm settle 2>/dev/null
+for i in 1 2 3 4 5; do [ -e /sys/block/vda ] && break; sleep 1; done
+echo bfq >/sys/block/vda/queue/scheduler || result FAIL bfq-scheduler
 
 echo "==== guest: begin: $(uname -r), $(nproc) CPUs, cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+echo "swap: $(awk 'NR > 1 { print $1, $3 }' /proc/swaps); vda scheduler: $(cat /sys/block/vda/queue/scheduler)"
 cd "$REPO"
+[ -f /tmp/scratch/before-tests.sh ] && bash /tmp/scratch/before-tests.sh 2>&1
 # One test binary run per filter; --test-threads=2 as on a small CI machine.
 rc=0
 for f in "${FILTERS[@]}"; do

@@ -11,10 +11,11 @@
 #   bash tests/cgroup-v2/run-vm.sh                 # the default filters (see FILTERS)
 #   bash tests/cgroup-v2/run-vm.sh cgroups::cpu    # only tests whose name contains this
 #
-# Needs: root or /dev/kvm access is not required (TCG works), qemu-system-x86_64, a
-# static /bin/busybox, apt-get (the kernel package is fetched once with `apt-get
-# download` and cached), cargo (to find the test binary; run `cargo build --workspace`
-# and `cargo test` first, as tests/run.sh does).
+# Needs: qemu-system-x86_64 (KVM is used when it works, software emulation otherwise),
+# a static /bin/busybox, depmod and xz (kmod, xz-utils), jq, apt-get (the kernel package is
+# fetched once with `apt-get download` and cached under target/), and the built tools and
+# test binary (`cargo build --workspace && cargo test`, as tests/run.sh does first). The
+# guest has no network: the tests it runs need none.
 #
 # Environment:
 #   ACCEL=auto|kvm|tcg   auto (default): KVM when it boots a kernel, TCG otherwise
@@ -25,6 +26,8 @@
 #                        or the one already cached)
 #   INTEGRATION_BIN=…    the integration test binary (default: asked of cargo)
 #   VERBOSE=1            print the whole guest console, not only the test output
+#   GUEST_SCRIPT=FILE    a bash script for the guest to run before the tests (to look
+#                        around: its output is part of the test output)
 #
 # Exit status: 0 when the guest ran every selected test and all passed; 1 otherwise
 # (the VM did not boot, a test failed, nothing ran, or the guest timed out).
@@ -141,12 +144,19 @@ mkdir -p "$WORK/runs"
 RUN=$(mktemp -d "$WORK/runs/run.XXXXXX")
 chmod 755 "$RUN"
 cp "$here/guest.sh" "$RUN/guest.sh"
+# The busybox rootfs tar the tests import: built here, where it takes a second (in the
+# guest, 268 applet links under emulation take minutes).
+bash "$repo/testdata/busybox/make-rootfs.sh" "$RUN/busybox.tar" 2>/dev/null ||
+    die "testdata/busybox/make-rootfs.sh failed"
+if [ -n "${GUEST_SCRIPT:-}" ]; then cp "$GUEST_SCRIPT" "$RUN/before-tests.sh"; fi
+# A small disk, so that --io-weight has a device to act on (the guest gives it BFQ).
+truncate -s 64M "$RUN/disk.img"
 chmod 755 "$RUN/guest.sh"
 {
     printf 'REPO=%q\n' "$repo"
     printf 'INTEGRATION_BIN=%q\n' "$INTEGRATION_BIN"
     printf 'TARGET_TMP=%q\n' "$(dirname "$bindir")/tmp"
-    printf 'MODULES=%q\n' "$MODROOT"
+    printf 'KERNEL_ROOT=%q\n' "$KDIR"
     printf 'FILTERS=(%s)\n' "$(printf '%q ' "${FILTERS[@]}")"
 } >"$RUN/guest.env"
 
@@ -157,8 +167,9 @@ kvm_works() { # a /dev/kvm that cannot run a stock kernel exists (PVM hosts): bo
         -display none -no-reboot -serial stdio -kernel "$VMLINUZ" \
         -append 'console=ttyS0 panic=-1 rdinit=/nonexistent' </dev/null 2>&1 | grep -q 'Linux version'
 }
-if [ "$ACCEL" = auto ]; then
-    if kvm_works; then ACCEL=kvm; else ACCEL=tcg; fi
+if [ "$ACCEL" = auto ]; then # probed once per machine (remove $WORK/accel to probe again)
+    [ -s "$WORK/accel" ] || { if kvm_works; then echo kvm; else echo tcg; fi >"$WORK/accel"; }
+    ACCEL=$(cat "$WORK/accel")
 fi
 case "$ACCEL" in
 kvm) acc=(-accel kvm -cpu host) ;;
@@ -177,6 +188,7 @@ timeout "$TIMEOUT" qemu-system-x86_64 "${acc[@]}" -smp "$SMP" -m "$MEM" \
     -kernel "$VMLINUZ" -initrd "$INITRD" -append "$CMDLINE" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$RUN",mount_tag=scratch,security_model=none,multidevs=remap \
+    -drive file="$RUN/disk.img",format=raw,if=virtio,cache=unsafe \
     </dev/null >"$LOG" 2>&1 || qrc=$?
 secs=$(($(date +%s) - start))
 tr -d '\r' <"$LOG" >"$LOG.txt"

@@ -143,11 +143,22 @@ fn cpu_weights_share_a_busy_cpu() {
     } else {
         assert_eq!((light.file("cpu.shares"), heavy.file("cpu.shares")), ("2597".into(), "7864".into()));
     }
-    let (mut a, mut b) = (light.spawn(&busy(3)), heavy.spawn(&busy(3)));
-    a.wait().unwrap();
-    b.wait().unwrap();
-    let (l, h) = (light.stats()["cpu_usec"].as_u64().unwrap() as f64, heavy.stats()["cpu_usec"].as_u64().unwrap() as f64);
-    assert!((2.0..=4.5).contains(&(h / l)), "weight 300 got {h} µs, weight 100 got {l} µs: ratio {:.2}, not about 3", h / l);
+    let (mut a, mut b) = (light.spawn(&busy(30)), heavy.spawn(&busy(30)));
+    // Measure only while both loops run: the first one started has the CPU to itself until
+    // the second is up. `timeout` and its busy child make two processes in each group.
+    while [&light, &heavy].iter().any(|g| g.stats()["pids"].as_u64().unwrap() < 2) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let usage = || (light.stats()["cpu_usec"].as_u64().unwrap() as f64, heavy.stats()["cpu_usec"].as_u64().unwrap() as f64);
+    let before = usage();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let after = usage();
+    light.cg.kill_all().unwrap();
+    heavy.cg.kill_all().unwrap();
+    let _ = (a.wait(), b.wait());
+    let (l, h) = (after.0 - before.0, after.1 - before.1);
+    assert!((2.0..=4.5).contains(&(h / l)), "over 2 s, weight 300 got {h} µs, weight 100 got {l} µs: ratio {:.2}, not about 3", h / l);
 }
 
 #[test]
@@ -271,4 +282,22 @@ fn box_spawn_joins_a_created_group() {
     crate::support::assert_success(&limit(&["--remove", &name]), "remove");
     let o = Command::new(bin("box-spawn")).args(["--cgroup", "/nonexistent"]).arg(&b).output().unwrap();
     assert_eq!(o.status.code(), Some(125));
+}
+
+#[test]
+fn join_runs_in_a_group_that_stays() {
+    let g = Group::create("join", &["--memory", "24M", "--pids", "10"]);
+    let o = limit(&["--join", &g.name, "--", "sh", "-c", "cat /proc/self/cgroup"]);
+    crate::support::assert_success(&o, "--join");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("/boxkit/{}", g.name)), "{o:?}");
+    let o = limit(&["--join", &g.name, "--", "python3", "-c", "x = bytearray(256 << 20)"]);
+    assert_eq!(o.status.code(), Some(137), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("memory limit of 24.0 MiB was reached"), "{o:?}");
+    assert!(g.cg.path().exists());
+    assert!(g.stats()["oom_kills"].as_u64().unwrap() >= 1);
+    // Limits belong to --create; a group that does not exist is not made by --join.
+    assert!(String::from_utf8_lossy(&limit(&["--join", &g.name, "--pids", "5", "--", "true"]).stderr).contains("--join takes no limits"));
+    let o = limit(&["--join", "no-such-group", "--", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"), "{o:?}");
 }

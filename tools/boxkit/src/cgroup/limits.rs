@@ -15,7 +15,8 @@ use std::path::Path;
 pub struct Limits {
     /// Bytes of memory.
     pub memory: Option<u64>,
-    /// Memory plus swap, in bytes (Docker's `--memory-swap`); -1 for unlimited swap.
+    /// Memory plus swap, in bytes (Docker's `--memory-swap`); -1 for unlimited swap. When
+    /// unset, a memory limit allows as much swap again (Docker's default).
     pub memory_swap: Option<i64>,
     /// CPUs' worth of time: 0.5 is half of one CPU (quota over a 100 ms period).
     pub cpus: Option<f64>,
@@ -91,7 +92,15 @@ impl Cgroup {
         // Memory plus swap: checked before anything is written. v2 limits swap alone; v1
         // limits memory plus swap, as Docker's flag does.
         let swap = match l.memory_swap {
-            None => None,
+            // Docker's default: as much swap as memory, where the kernel accounts swap
+            // (without a limit on it, v2 would let the group swap without bound).
+            None => match (l.memory, self.dir_of("memory")) {
+                (Some(mem), Some(d)) => {
+                    let (file, value) = if v2 { ("memory.swap.max", mem) } else { ("memory.memsw.limit_in_bytes", mem.saturating_mul(2)) };
+                    d.join(file).exists().then(|| (d.join(file), value.to_string()))
+                }
+                _ => None,
+            },
             Some(total) => {
                 let d = self.need("memory", "--memory-swap")?;
                 let mem = l.memory.ok_or_else(|| Error::invalid("--memory-swap needs --memory"))?;

@@ -89,6 +89,9 @@ fn v2_limits_land_in_the_right_files() {
     for f in ["memory.swap.max", "io.weight"] {
         put(&d.join(f), "");
     }
+    // A memory limit alone allows as much swap again, as Docker's does.
+    cg.set(&Limits { memory: Some(8 << 20), ..Default::default() }).unwrap();
+    assert_eq!(read(&d.join("memory.swap.max")), (8u64 << 20).to_string());
     cg.set(&l).unwrap();
     let r = |f: &str| read(&d.join(f));
     assert_eq!((r("memory.max"), r("memory.swap.max"), r("cpu.max")), ("67108864".into(), "33554432".into(), "50000 100000".into()));
@@ -154,6 +157,8 @@ fn v1_limits_land_in_each_hierarchy() {
     assert_eq!(r("pids/boxkit/g", "pids.max"), "7");
     assert_eq!(r("blkio/boxkit/g", "blkio.weight"), "1000");
     assert_eq!(r("cpuset/boxkit/g", "cpuset.cpus"), "1");
+    cg.set(&Limits { memory: Some(8 << 20), ..Default::default() }).unwrap();
+    assert_eq!(r("memory/jail/abc/boxkit/g", "memory.memsw.limit_in_bytes"), (16u64 << 20).to_string());
     // --cpu-shares goes to cpu.shares as given; a BFQ weight file wins over blkio.weight.
     put(&c.join("blkio/boxkit/g/blkio.bfq.weight"), "");
     cg.set(&Limits { cpu_shares: Some(512), io_weight: Some(1), ..Default::default() }).unwrap();
