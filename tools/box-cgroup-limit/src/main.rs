@@ -171,6 +171,7 @@ fn run_in(cg: &Cgroup, argv: &[String]) -> boxkit::Result<i32> {
     };
     let old = nix::sys::signal::SigSet::thread_get_mask().map_err(|e| boxkit::Error::io("sigprocmask", e.into()))?;
     blocked.thread_block().map_err(|e| boxkit::Error::io("sigprocmask", e.into()))?;
+    // ANCHOR: join_before_exec
     let procs = cg.procs_files();
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]);
@@ -184,6 +185,7 @@ fn run_in(cg: &Cgroup, argv: &[String]) -> boxkit::Result<i32> {
             Ok(())
         });
     }
+    // ANCHOR_END: join_before_exec
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

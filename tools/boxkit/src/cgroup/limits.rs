@@ -85,10 +85,10 @@ pub fn io_weight_effective(sys: &Path, h: &Hierarchy) -> Result<()> {
 }
 
 impl Cgroup {
-    // ANCHOR: set
     /// Write the limits into the group's files.
     pub fn set(&self, l: &Limits) -> Result<()> {
         let v2 = self.is_v2();
+        // ANCHOR: set_memory
         // Memory plus swap: checked before anything is written. v2 limits swap alone; v1
         // limits memory plus swap, as Docker's flag does.
         let swap = match l.memory_swap {
@@ -125,6 +125,8 @@ impl Cgroup {
         if let Some((file, value)) = swap {
             write(&file, &value)?;
         }
+        // ANCHOR_END: set_memory
+        // ANCHOR: set_cpus
         if let Some(c) = l.cpus {
             if !(c > 0.0 && c.is_finite()) {
                 return Err(Error::invalid("--cpus must be more than 0"));
@@ -138,6 +140,7 @@ impl Cgroup {
                 write(&d.join("cpu.cfs_quota_us"), &quota.to_string())?;
             }
         }
+        // ANCHOR_END: set_cpus
         if let Some(s) = l.cpu_shares {
             if !(2..=262_144).contains(&s) {
                 return Err(Error::invalid("--cpu-shares must be 2 to 262144"));
@@ -162,6 +165,7 @@ impl Cgroup {
             }
             write(&self.need("pids", "--pids")?.join("pids.max"), &p.to_string())?;
         }
+        // ANCHOR: set_io
         if let Some(w) = l.io_weight {
             if !(1..=10_000).contains(&w) {
                 return Err(Error::invalid("--io-weight must be 1 to 10000"));
@@ -184,10 +188,10 @@ impl Cgroup {
             };
             write(&d.join(file), &value)?;
         }
+        // ANCHOR_END: set_io
         if let Some(c) = &l.cpuset {
             write(&self.need("cpuset", "--cpuset")?.join("cpuset.cpus"), c)?;
         }
         Ok(())
     }
-    // ANCHOR_END: set
 }
