@@ -149,6 +149,11 @@ fn lesson_07_save_and_load() {
     run_lesson("07-save-and-load");
 }
 
+#[test]
+fn lesson_08_cgroups() {
+    run_lesson("08-cgroups");
+}
+
 /// Every lesson directory has its test above and the three files a lesson is made of.
 #[test]
 fn every_lesson_is_complete_and_tested() {
@@ -159,6 +164,7 @@ fn every_lesson_is_complete_and_tested() {
         "04-registries",
         "06-commit",
         "07-save-and-load",
+        "08-cgroups",
         "09-capabilities",
         "10-rootless",
     ];

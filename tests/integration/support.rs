@@ -126,6 +126,10 @@ fn fixtures_dir() -> &'static Path {
 pub fn busybox_tar() -> PathBuf {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
+        // One built ahead of time (tests/cgroup-v2/run-vm.sh: slow to build under emulation).
+        if let Some(tar) = std::env::var_os("BOXKIT_TEST_BUSYBOX_TAR") {
+            return PathBuf::from(tar);
+        }
         let out = fixtures_dir().join("busybox.tar");
         let o = Command::new("bash")
             .arg(workspace().join("testdata/busybox/make-rootfs.sh"))

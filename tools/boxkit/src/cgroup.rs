@@ -13,15 +13,27 @@
 //! each v1 hierarchy (so limits the caller is under still apply). boxkit only ever writes
 //! to, and removes, groups it created.
 //!
-//! Everything takes the filesystem root as a parameter, so tests run on a fake tree.
+//! Everything takes the filesystem root as a parameter, so tests run on a fake tree
+//! (`cgroup/tests.rs`); usage figures are in `cgroup/stats.rs`.
 
 use crate::error::{Context, Error, Result};
 use crate::explain;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod limits;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use limits::{io_weight_effective, io_weight_to_bfq, parse_size, shares_to_weight, weight_to_shares, Limits};
+pub use stats::Stats;
+
 /// The controllers boxkit sets limits with.
 pub const CONTROLLERS: [&str; 5] = ["memory", "cpu", "pids", "io", "cpuset"];
+
+/// Without these three, a hierarchy is of no use to boxkit.
+const REQUIRED: [&str; 3] = ["memory", "cpu", "pids"];
 
 /// Where the cgroup hierarchies are mounted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,44 +45,67 @@ pub enum Hierarchy {
     V1 { controllers: BTreeMap<String, PathBuf> },
 }
 
+/// mountinfo escapes space, tab, newline and backslash in paths as `\ooo` octal.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn words(text: &str) -> Vec<&str> {
+    text.split_whitespace().collect()
+}
+
+// ANCHOR: detect
 /// Find the hierarchies from the text of /proc/self/mountinfo and /proc/self/cgroup; paths
 /// are taken below `fs_root` (`/` on a real system).
 pub fn detect(mountinfo: &str, self_cgroup: &str, fs_root: &Path) -> Result<Hierarchy> {
     let under = |p: &str| fs_root.join(p.trim_start_matches('/'));
-    let mut v2 = None;
+    let mut v2 = Vec::new();
     let mut v1 = BTreeMap::new();
     for line in mountinfo.lines() {
         // id parent major:minor root mountpoint options [optional…] - fstype source superopts
         let Some((pre, post)) = line.split_once(" - ") else { continue };
-        let pre: Vec<&str> = pre.split_whitespace().collect();
-        let post: Vec<&str> = post.split_whitespace().collect();
+        let (pre, post) = (words(pre), words(post));
         if pre.len() < 5 || post.len() < 3 {
             continue;
         }
-        let (mountpoint, fstype, superopts) = (pre[4], post[0], post[2]);
+        let (mountpoint, fstype, superopts) = (unescape(pre[4]), post[0], post[2]);
         match fstype {
-            "cgroup2" => v2 = Some(under(mountpoint)),
+            "cgroup2" => v2.push(under(&mountpoint)),
             "cgroup" => {
                 for opt in superopts.split(',') {
                     if ["memory", "cpu", "cpuacct", "pids", "blkio", "cpuset", "freezer", "devices"].contains(&opt) {
-                        // The caller's own group in this hierarchy, from /proc/self/cgroup.
+                        // The caller's own group in this hierarchy, from /proc/self/cgroup
+                        // (hierarchy-id:controller,list:path).
                         let own = self_cgroup
                             .lines()
                             .filter_map(|l| l.splitn(3, ':').collect::<Vec<_>>().try_into().ok())
                             .find(|[_, ctl, _]: &[&str; 3]| ctl.split(',').any(|c| c == opt))
                             .map(|[_, _, path]| path.to_string())
                             .unwrap_or_else(|| "/".into());
-                        v1.insert(opt.to_string(), under(mountpoint).join(own.trim_start_matches('/')));
+                        v1.insert(opt.to_string(), under(&mountpoint).join(own.trim_start_matches('/')));
                     }
                 }
             }
             _ => {}
         }
     }
-    if let Some(mount) = v2 {
-        let controllers = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
-        let have: Vec<&str> = controllers.split_whitespace().collect();
-        if ["memory", "cpu", "pids"].iter().all(|c| have.contains(c)) {
+    // A cgroup2 mount counts only if its root offers the controllers: on a "hybrid" host
+    // it is mounted (at /sys/fs/cgroup/unified) with every controller still bound to v1.
+    for mount in v2 {
+        let offered = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+        if REQUIRED.iter().all(|c| words(&offered).contains(c)) {
             return Ok(Hierarchy::V2 { mount });
         }
     }
@@ -79,6 +114,7 @@ pub fn detect(mountinfo: &str, self_cgroup: &str, fs_root: &Path) -> Result<Hier
     }
     Err(Error::not_found("no usable cgroup hierarchy: no cgroup2 mount with memory, cpu and pids, and no cgroup v1 mounts"))
 }
+// ANCHOR_END: detect
 
 /// The hierarchies of this machine.
 pub fn detect_host() -> Result<Hierarchy> {
@@ -97,58 +133,10 @@ pub fn procs_files(h: &Hierarchy, path: &Path) -> Result<Vec<PathBuf>> {
     if let (true, Some(name)) = (parent_is_boxkit, path.file_name().and_then(|n| n.to_str())) {
         let cg = Cgroup::named(h, name)?;
         if cg.dirs().iter().any(|(_, d)| d == path) {
-            return Ok(cg.dirs().into_iter().map(|(_, d)| d.join("cgroup.procs")).filter(|p| p.exists()).collect());
+            return Ok(cg.procs_files().into_iter().filter(|p| p.exists()).collect());
         }
     }
     Ok(vec![path.join("cgroup.procs")])
-}
-
-/// Limits, as `docker run` spells them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Limits {
-    /// Bytes of memory.
-    pub memory: Option<u64>,
-    /// Memory plus swap, in bytes (Docker's `--memory-swap`); -1 for unlimited swap.
-    pub memory_swap: Option<i64>,
-    /// CPUs' worth of time: 0.5 is half of one CPU (quota over a 100 ms period).
-    pub cpus: Option<f64>,
-    /// Relative CPU weight, 1–10000 (v2); from `--cpu-shares` 2–262144 on v1.
-    pub cpu_weight: Option<u64>,
-    pub cpu_shares: Option<u64>,
-    pub pids: Option<u64>,
-    /// Relative I/O weight, 1–10000 (v2 `io.weight`; v1 blkio.weight 10–1000).
-    pub io_weight: Option<u64>,
-    /// CPUs the group may run on: `0-1`, `0,2`.
-    pub cpuset: Option<String>,
-}
-
-const PERIOD_US: u64 = 100_000;
-
-/// runc's conversion from v1 cpu.shares (2–262144) to v2 cpu.weight (1–10000).
-pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 { 0 } else { 1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142 }
-}
-
-/// The reverse, for a weight given on a v1 host.
-pub fn weight_to_shares(weight: u64) -> u64 {
-    2 + (weight.clamp(1, 10_000) - 1) * 262_142 / 9999
-}
-
-/// Parse `64M`, `1g`, `512k`, `1048576` (bytes).
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_lowercase()) {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('b') => (&t[..t.len() - 1], 1),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().map_err(|_| Error::invalid(format!("bad size {s:?}: use a number with an optional k, m or g")))?;
-    if n < 0.0 {
-        return Err(Error::invalid(format!("bad size {s:?}: negative")));
-    }
-    Ok((n * mult as f64) as u64)
 }
 
 /// A group boxkit created.
@@ -170,6 +158,17 @@ fn valid_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+fn controllers_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default()
+}
+
+/// The controllers a v2 group hands to its children (its `cgroup.subtree_control`): what
+/// every child's `cgroup.controllers` lists.
+fn enabled_below(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+    text.split_whitespace().map(|c| c.trim_start_matches('+').to_string()).collect()
+}
+
 impl Cgroup {
     /// The group `name` below boxkit's own group (it need not exist yet).
     pub fn named(h: &Hierarchy, name: &str) -> Result<Cgroup> {
@@ -183,6 +182,22 @@ impl Cgroup {
             Hierarchy::V2 { mount } => vec![("unified".into(), mount.join("boxkit").join(&self.name))],
             Hierarchy::V1 { controllers } => controllers.iter().map(|(c, p)| (c.clone(), p.join("boxkit").join(&self.name))).collect(),
         }
+    }
+
+    /// Each directory once: co-mounted v1 controllers (`cpu,cpuacct`) share one.
+    pub fn unique_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = Vec::new();
+        for (_, d) in self.dirs() {
+            if !v.contains(&d) {
+                v.push(d);
+            }
+        }
+        v
+    }
+
+    /// The `cgroup.procs` files a process writes its pid to, to join the group.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.unique_dirs().into_iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     /// The path to show a user and hand to `box-spawn --cgroup`: the v2 directory, or on
@@ -205,26 +220,16 @@ impl Cgroup {
             }
         }
         match h {
-            Hierarchy::V2 { mount } => {
-                let parent = mount.join("boxkit");
-                mkdir_exists_ok(&parent)?;
-                // Hand the controllers down from boxkit/ to its children (boxkit/ itself
-                // never holds a process, as v2 requires).
-                let offered = std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
-                let enable: Vec<String> = CONTROLLERS.iter().filter(|c| offered.split_whitespace().any(|o| o == **c)).map(|c| format!("+{c}")).collect();
-                if !["memory", "cpu", "pids"].iter().all(|c| offered.split_whitespace().any(|o| o == *c)) {
-                    return Err(Error::invalid(format!("{}: memory, cpu and pids are not all delegated here (it offers: {})", parent.display(), offered.trim())));
-                }
-                write(&parent.join("cgroup.subtree_control"), &enable.join(" "))?;
-                let dir = parent.join(name);
-                mkdir_child(&dir)?;
-                explain!("mkdir {} (a new cgroup)", dir.display());
-            }
+            Hierarchy::V2 { mount } => create_v2(mount, name)?,
             Hierarchy::V1 { .. } => {
+                let mut made = Vec::new();
                 for (ctl, dir) in cg.dirs() {
                     let parent = dir.parent().unwrap();
-                    mkdir_exists_ok(parent)?;
-                    mkdir_child(&dir)?;
+                    if !made.contains(&dir) {
+                        mkdir_exists_ok(parent)?;
+                        mkdir_child(&dir)?;
+                        made.push(dir.clone());
+                    }
                     if ctl == "cpuset" {
                         // boxkit/ first, even when another process made it a moment ago and
                         // has not filled it in yet (inherit_cpuset only fills what is empty).
@@ -246,131 +251,34 @@ impl Cgroup {
         self.dirs().into_iter().find(|(c, _)| c == "unified" || c == controller).map(|(_, p)| p)
     }
 
-    fn need(&self, controller: &str) -> Result<PathBuf> {
-        self.dir_of(controller).ok_or_else(|| Error::not_found(format!("the {controller} controller is not mounted")))
-    }
-
-    /// Write the limits into the group's files.
-    pub fn set(&self, l: &Limits) -> Result<()> {
-        let v2 = self.is_v2();
-        if let Some(m) = l.memory {
-            let d = self.need("memory")?;
-            write(&d.join(if v2 { "memory.max" } else { "memory.limit_in_bytes" }), &m.to_string())?;
+    /// The group's directory for `controller`, if this kernel gives the group that
+    /// controller (on v2: it is listed in the group's cgroup.controllers).
+    fn need(&self, controller: &str, flag: &str) -> Result<PathBuf> {
+        let v1_name = if controller == "io" { "blkio" } else { controller };
+        match self.dir_of(v1_name) {
+            Some(d) if !self.is_v2() || enabled_below(d.parent().unwrap()).iter().any(|c| c == controller) => Ok(d),
+            Some(d) => Err(Error::not_found(format!(
+                "{flag}: the {controller} controller is not available in {} (enable it in the parent's cgroup.subtree_control)",
+                d.parent().unwrap_or(&d).display()
+            ))),
+            None => Err(Error::not_found(format!("{flag}: the {v1_name} controller is not mounted (no cgroup v1 hierarchy for it)"))),
         }
-        if let Some(total) = l.memory_swap {
-            let d = self.need("memory")?;
-            let mem = l.memory.ok_or_else(|| Error::invalid("--memory-swap needs --memory"))?;
-            if total >= 0 && (total as u64) < mem {
-                return Err(Error::invalid("--memory-swap is memory plus swap: it cannot be less than --memory"));
-            }
-            if v2 {
-                let swap = if total < 0 { "max".to_string() } else { (total as u64 - mem).to_string() };
-                write(&d.join("memory.swap.max"), &swap)?;
-            } else {
-                let f = d.join("memory.memsw.limit_in_bytes");
-                if !f.exists() {
-                    return Err(Error::not_found("swap accounting is off in this kernel (no memory.memsw.limit_in_bytes)"));
-                }
-                write(&f, &if total < 0 { "-1".to_string() } else { total.to_string() })?;
-            }
-        }
-        if let Some(c) = l.cpus {
-            if c <= 0.0 {
-                return Err(Error::invalid("--cpus must be more than 0"));
-            }
-            let quota = ((c * PERIOD_US as f64) as u64).max(1000);
-            let d = self.need("cpu")?;
-            if v2 {
-                write(&d.join("cpu.max"), &format!("{quota} {PERIOD_US}"))?;
-            } else {
-                write(&d.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
-                write(&d.join("cpu.cfs_quota_us"), &quota.to_string())?;
-            }
-        }
-        let weight = l.cpu_weight.or(l.cpu_shares.map(shares_to_weight));
-        if let Some(w) = weight {
-            if !(1..=10_000).contains(&w) {
-                return Err(Error::invalid("--cpu-weight must be 1 to 10000"));
-            }
-            let d = self.need("cpu")?;
-            if v2 {
-                write(&d.join("cpu.weight"), &w.to_string())?;
-            } else {
-                let shares = l.cpu_shares.unwrap_or_else(|| weight_to_shares(w));
-                write(&d.join("cpu.shares"), &shares.to_string())?;
-            }
-        }
-        if let Some(p) = l.pids {
-            write(&self.need("pids")?.join("pids.max"), &p.to_string())?;
-        }
-        if let Some(w) = l.io_weight {
-            if v2 {
-                write(&self.need("io")?.join("io.weight"), &format!("default {w}"))?;
-            } else {
-                write(&self.need("blkio")?.join("blkio.weight"), &w.clamp(10, 1000).to_string())?;
-            }
-        }
-        if let Some(c) = &l.cpuset {
-            write(&self.need("cpuset")?.join("cpuset.cpus"), c)?;
-        }
-        Ok(())
     }
 
     /// Move a process into the group.
     pub fn add(&self, pid: i32) -> Result<()> {
-        for (_, d) in self.dirs() {
-            write(&d.join("cgroup.procs"), &pid.to_string())?;
+        for p in self.procs_files() {
+            write(&p, &pid.to_string())?;
         }
         Ok(())
-    }
-
-    /// How many times the kernel's OOM killer killed a process of this group.
-    pub fn oom_kills(&self) -> u64 {
-        let Some(d) = self.dir_of("memory") else { return 0 };
-        let file = if self.is_v2() { "memory.events" } else { "memory.oom_control" };
-        let text = std::fs::read_to_string(d.join(file)).unwrap_or_default();
-        key_value(&text, "oom_kill").unwrap_or(0)
-    }
-
-    /// Usage: memory, peak memory, processes, CPU time, throttling.
-    pub fn stats(&self) -> Result<Stats> {
-        let read = |d: Option<PathBuf>, f: &str| d.and_then(|d| std::fs::read_to_string(d.join(f)).ok());
-        let num = |d: Option<PathBuf>, f: &str| read(d, f).and_then(|s| s.trim().parse::<u64>().ok());
-        let mut s = Stats::default();
-        if !self.path().exists() {
-            return Err(Error::not_found(format!("cgroup {} does not exist", self.path().display())));
-        }
-        if self.is_v2() {
-            let d = self.dir_of("memory");
-            s.memory_bytes = num(d.clone(), "memory.current");
-            s.memory_peak_bytes = num(d.clone(), "memory.peak");
-            s.memory_limit_bytes = num(d, "memory.max");
-            s.pids = num(self.dir_of("pids"), "pids.current");
-            let cpu = read(self.dir_of("cpu"), "cpu.stat").unwrap_or_default();
-            s.cpu_usec = key_value(&cpu, "usage_usec");
-            s.throttled_periods = key_value(&cpu, "nr_throttled");
-            s.throttled_usec = key_value(&cpu, "throttled_usec");
-        } else {
-            let d = self.dir_of("memory");
-            s.memory_bytes = num(d.clone(), "memory.usage_in_bytes");
-            s.memory_peak_bytes = num(d.clone(), "memory.max_usage_in_bytes");
-            s.memory_limit_bytes = num(d, "memory.limit_in_bytes").filter(|&l| l < (1 << 62));
-            s.pids = num(self.dir_of("pids"), "pids.current");
-            s.cpu_usec = num(self.dir_of("cpuacct"), "cpuacct.usage").map(|ns| ns / 1000);
-            let cpu = read(self.dir_of("cpu"), "cpu.stat").unwrap_or_default();
-            s.throttled_periods = key_value(&cpu, "nr_throttled");
-            s.throttled_usec = key_value(&cpu, "throttled_time").map(|ns| ns / 1000);
-        }
-        s.oom_kills = self.oom_kills();
-        Ok(s)
     }
 
     /// The processes in the group now.
     pub fn pids(&self) -> Vec<i32> {
         let mut v: Vec<i32> = self
-            .dirs()
+            .procs_files()
             .iter()
-            .filter_map(|(_, d)| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .filter_map(|p| std::fs::read_to_string(p).ok())
             .flat_map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
             .collect();
         v.sort_unstable();
@@ -378,6 +286,7 @@ impl Cgroup {
         v
     }
 
+    // ANCHOR: kill_all
     /// SIGKILL every process left in the group (what a command started and left behind),
     /// and wait until it is empty. v2 has `cgroup.kill` for this; v1 needs a loop, since
     /// a process may fork while we kill.
@@ -401,11 +310,12 @@ impl Cgroup {
         }
         Err(Error::new(crate::Kind::System, format!("processes of cgroup {} would not die", self.path().display())))
     }
+    // ANCHOR_END: kill_all
 
     /// Remove the group (its processes must be gone), and boxkit's parent group when empty.
     pub fn remove(&self) -> Result<()> {
         let mut first_error = None;
-        for (_, d) in self.dirs() {
+        for d in self.unique_dirs() {
             if d.exists() {
                 // A group whose last process just exited may be busy for a moment.
                 let mut tries = 0;
@@ -429,6 +339,47 @@ impl Cgroup {
         first_error.map_or(Ok(()), Err)
     }
 }
+
+// ANCHOR: create_v2
+/// Make `boxkit/NAME` at the top of a v2 hierarchy, with the controllers handed down to it.
+/// boxkit/ itself never holds a process (v2's "no internal processes" rule), and another
+/// boxkit process may remove it when its own group goes: a `NAME` made in a boxkit/ that
+/// was removed and made again a moment before lacks the controllers, so it is made again.
+fn create_v2(mount: &Path, name: &str) -> Result<()> {
+    let parent = mount.join("boxkit");
+    let dir = parent.join(name);
+    for _ in 0..20 {
+        mkdir_exists_ok(&parent)?;
+        let offered = controllers_of(&parent);
+        if !REQUIRED.iter().all(|c| words(&offered).contains(c)) {
+            let _ = std::fs::remove_dir(&parent); // only if empty (we may have made it)
+            return Err(Error::invalid(format!(
+                "{}: the memory, cpu and pids controllers are not all enabled in {} (it offers: {})",
+                parent.display(),
+                mount.join("cgroup.subtree_control").display(),
+                offered.trim()
+            )));
+        }
+        let enable: Vec<String> = CONTROLLERS.iter().filter(|c| words(&offered).contains(c)).map(|c| format!("+{c}")).collect();
+        match std::fs::write(parent.join("cgroup.subtree_control"), enable.join(" ")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // boxkit/ vanished
+            r => r.ctx(|| format!("write {:?} to {}", enable.join(" "), parent.join("cgroup.subtree_control").display()))?,
+        }
+        explain!("write {:?} > {}", enable.join(" "), parent.join("cgroup.subtree_control").display());
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            r => r.ctx(|| format!("mkdir {}", dir.display()))?,
+        }
+        let enabled = enabled_below(&parent);
+        if REQUIRED.iter().all(|c| enabled.iter().any(|e| e == c)) {
+            explain!("mkdir {} (a new cgroup)", dir.display());
+            return Ok(());
+        }
+        std::fs::remove_dir(&dir).ctx(|| format!("rmdir {}", dir.display()))?;
+    }
+    Err(Error::new(crate::Kind::System, format!("mkdir {}: its parent keeps vanishing", dir.display())))
+}
+// ANCHOR_END: create_v2
 
 /// mkdir that is content with a directory another process made first; true if we made it.
 fn mkdir_exists_ok(dir: &Path) -> Result<bool> {
@@ -465,94 +416,4 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
         write(&dir.join(f), v.trim())?;
     }
     Ok(())
-}
-
-fn key_value(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
-}
-
-/// What `--stats` shows.
-#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
-pub struct Stats {
-    pub memory_bytes: Option<u64>,
-    pub memory_peak_bytes: Option<u64>,
-    pub memory_limit_bytes: Option<u64>,
-    pub pids: Option<u64>,
-    pub cpu_usec: Option<u64>,
-    pub throttled_periods: Option<u64>,
-    pub throttled_usec: Option<u64>,
-    pub oom_kills: u64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HYBRID: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-    const SELF_V1: &str = "8:pids:/\n4:memory:/jail/abc\n1:cpu,cpuacct:/\n0::/\n";
-
-    fn fake_v2(dir: &Path, controllers: &str) -> String {
-        let m = dir.join("sys/fs/cgroup");
-        std::fs::create_dir_all(&m).unwrap();
-        std::fs::write(m.join("cgroup.controllers"), controllers).unwrap();
-        "30 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n".to_string()
-    }
-
-    #[test]
-    fn detects_v2_first_and_v1_in_a_hybrid() {
-        let t = tempfile::tempdir().unwrap();
-        let mi = fake_v2(t.path(), "cpuset cpu io memory pids");
-        assert_eq!(detect(&mi, "0::/\n", t.path()).unwrap(), Hierarchy::V2 { mount: t.path().join("sys/fs/cgroup") });
-        // A hybrid host: the v2 mount offers no controllers, so v1 it is, in the caller's own groups.
-        std::fs::create_dir_all(t.path().join("sys/fs/cgroup/unified")).unwrap();
-        std::fs::write(t.path().join("sys/fs/cgroup/unified/cgroup.controllers"), "hugetlb\n").unwrap();
-        let Hierarchy::V1 { controllers } = detect(HYBRID, SELF_V1, t.path()).unwrap() else { panic!() };
-        assert_eq!(controllers["memory"], t.path().join("sys/fs/cgroup/memory/jail/abc"));
-        assert_eq!(controllers["cpu"], t.path().join("sys/fs/cgroup/cpu,cpuacct"));
-        assert_eq!(controllers["cpuacct"], t.path().join("sys/fs/cgroup/cpu,cpuacct"));
-        assert!(detect("", "", t.path()).is_err());
-    }
-
-    #[test]
-    fn v2_limits_land_in_the_right_files() {
-        let t = tempfile::tempdir().unwrap();
-        let mi = fake_v2(t.path(), "cpuset cpu io memory pids");
-        let h = detect(&mi, "0::/\n", t.path()).unwrap();
-        // The fake kernel: boxkit/ offers what the root offers.
-        let boxkit = t.path().join("sys/fs/cgroup/boxkit");
-        std::fs::create_dir_all(&boxkit).unwrap();
-        std::fs::write(boxkit.join("cgroup.controllers"), "cpuset cpu io memory pids").unwrap();
-        let l = Limits { memory: Some(64 << 20), memory_swap: Some(96 << 20), cpus: Some(0.5), cpu_shares: Some(1024), pids: Some(20), io_weight: Some(300), cpuset: Some("0".into()), ..Default::default() };
-        let cg = Cgroup::create(&h, "c1", &l).unwrap();
-        let d = boxkit.join("c1");
-        let r = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
-        assert_eq!(std::fs::read_to_string(boxkit.join("cgroup.subtree_control")).unwrap(), "+memory +cpu +pids +io +cpuset");
-        assert_eq!((r("memory.max"), r("memory.swap.max"), r("cpu.max")), ("67108864".into(), "33554432".into(), "50000 100000".into()));
-        assert_eq!((r("cpu.weight"), r("pids.max"), r("io.weight"), r("cpuset.cpus")), ("39".into(), "20".into(), "default 300".into(), "0".into()));
-        assert!(Cgroup::create(&h, "c1", &l).unwrap_err().to_string().contains("already exists"));
-        std::fs::write(d.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
-        assert_eq!(cg.oom_kills(), 1);
-        assert!(Cgroup::named(&h, "../escape").is_err());
-    }
-
-    #[test]
-    fn sizes_and_weights() {
-        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
-        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
-        assert_eq!(parse_size("1.5k").unwrap(), 1536);
-        assert_eq!(parse_size("100").unwrap(), 100);
-        assert!(parse_size("lots").is_err());
-        assert_eq!(shares_to_weight(1024), 39);
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(262_144), 10_000);
-        assert_eq!(weight_to_shares(39), 998); // the weight scale is coarser than shares
-    }
 }
