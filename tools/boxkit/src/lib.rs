@@ -21,6 +21,7 @@ pub mod layer;
 pub mod layercache;
 pub mod mount;
 pub mod oci;
+pub mod overlay;
 pub mod passwd;
 pub mod push;
 pub mod pull;
