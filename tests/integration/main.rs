@@ -12,6 +12,7 @@ mod faultproxy;
 mod import;
 mod interop;
 mod lessons;
+mod overlay;
 mod pull;
 mod registry;
 mod spawn;

@@ -494,4 +494,74 @@ mod tests {
             assert!(e.to_string().contains("invalid whiteout"), "{bad}: {e}");
         }
     }
+
+    fn xattr(p: &std::path::Path, key: &str) -> Option<Vec<u8>> {
+        let parent = std::fs::File::open(p.parent().unwrap()).unwrap();
+        fsroot::lxattrsat(parent.as_raw_fd(), p.file_name().unwrap())
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    fn is_whiteout(p: &std::path::Path) -> bool {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let m = std::fs::symlink_metadata(p).unwrap();
+        m.file_type().is_char_device() && m.rdev() == 0
+    }
+
+    #[test]
+    fn overlay_form_keeps_markers_as_overlayfs_reads_them() {
+        for form in [OverlayForm::Trusted, OverlayForm::User] {
+            let t = tempfile::tempdir().unwrap();
+            let root = Root::open(t.path()).unwrap();
+            let stats = apply_as(&root, &layer(&[
+                entry("d", Kind::Dir, b""),
+                entry("d/.wh..wh..opq", Kind::File, b""),
+                entry("d/new", Kind::File, b"1"),
+                entry(".wh.gone", Kind::File, b""),
+                // Written by this layer, then whited out: the file stays.
+                entry("kept", Kind::File, b"2"),
+                entry(".wh.kept", Kind::File, b""),
+                // Whited out, then made again as a directory: it must hide the lower one.
+                entry(".wh.re", Kind::File, b""),
+                entry("re", Kind::Dir, b""),
+                // Whited out, then written below without a directory entry.
+                entry(".wh.im", Kind::File, b""),
+                entry("im/f", Kind::File, b"3"),
+                // A directory of this layer, then its whiteout: opaque, its children kept.
+                entry("own", Kind::Dir, b""),
+                entry("own/x", Kind::File, b"4"),
+                entry(".wh.own", Kind::File, b""),
+            ])[..], Whiteouts::Overlay(form)).unwrap();
+            let key = form.opaque_xattr();
+            assert_eq!(stats.whiteouts, 6);
+            assert_eq!(xattr(&t.path().join("d"), &key).as_deref(), Some(&b"y"[..]), "{form:?}");
+            assert!(is_whiteout(&t.path().join("gone")));
+            assert_eq!(std::fs::read(t.path().join("kept")).unwrap(), b"2");
+            assert_eq!(xattr(&t.path().join("re"), &key).as_deref(), Some(&b"y"[..]));
+            assert_eq!(xattr(&t.path().join("im"), &key).as_deref(), Some(&b"y"[..]));
+            assert_eq!(std::fs::read(t.path().join("im/f")).unwrap(), b"3");
+            assert_eq!(xattr(&t.path().join("own"), &key).as_deref(), Some(&b"y"[..]));
+            assert_eq!(names(&t.path().join("own")), ["x"]);
+            assert_eq!(names(t.path()), ["d", "gone", "im", "kept", "own", "re"]);
+        }
+    }
+
+    #[test]
+    fn overlay_form_refuses_what_overlayfs_would_misread() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mode = Whiteouts::Overlay(OverlayForm::Trusted);
+        let e = apply_as(&root, &layer(&[entry("dev0", Kind::Char(0, 0), b"")])[..], mode).unwrap_err();
+        assert!(e.to_string().contains("reads as a whiteout"), "{e}");
+        let e = apply_as(&root, &layer(&[entry("h", Kind::Hardlink(b"lower".to_vec()), b"")])[..], mode).unwrap_err();
+        assert!(e.to_string().contains("its own layer"), "{e}");
+        // A layer cannot set overlayfs's own xattrs (a redirect or an opaque by hand).
+        let (mut m, d) = entry("f", Kind::File, b"");
+        m.xattrs = vec![("trusted.overlay.redirect".into(), b"/etc".to_vec()), ("user.x".into(), b"1".to_vec())];
+        apply_as(&root, &layer(&[(m, d)])[..], mode).unwrap();
+        assert!(xattr(&t.path().join("f"), "trusted.overlay.redirect").is_none());
+        assert_eq!(xattr(&t.path().join("f"), "user.x").as_deref(), Some(&b"1"[..]));
+    }
 }

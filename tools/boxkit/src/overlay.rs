@@ -63,7 +63,7 @@ pub enum Made {
 // ANCHOR: options
 /// The options besides the directories: keep `upper/` a plain diff (see the module doc).
 fn fixed_options(form: OverlayForm) -> Vec<(&'static str, Option<&'static str>)> {
-    let mut v = vec![("redirect_dir", Some("off")), ("index", Some("off")), ("metacopy", Some("off"))];
+    let mut v = vec![("redirect_dir", Some("nofollow")), ("index", Some("off")), ("metacopy", Some("off"))];
     if form == OverlayForm::User {
         // Read whiteout and opaque markers from user.overlay.* (an unprivileged mount).
         v.push(("userxattr", None));
@@ -499,7 +499,7 @@ mod tests {
         let d = legacy_data(&[b"1".to_vec(), b"0".to_vec()], b"u", b"w", &fixed_options(OverlayForm::User));
         assert_eq!(
             String::from_utf8(d).unwrap(),
-            "lowerdir=1:0,upperdir=u,workdir=w,redirect_dir=off,index=off,metacopy=off,userxattr"
+            "lowerdir=1:0,upperdir=u,workdir=w,redirect_dir=nofollow,index=off,metacopy=off,userxattr"
         );
     }
 }
