@@ -174,3 +174,8 @@ fn lessons_line_diff_marks_changes() {
     assert!(d.contains("+        4 | d\n"), "{d}");
     assert_eq!(line_diff("same\n", "same\n"), "");
 }
+
+#[test]
+fn lesson_05_copy_on_write() {
+    run_lesson("05-copy-on-write");
+}
