@@ -381,7 +381,7 @@ fn legacy_data(lowers: &[Vec<u8>], upper: &[u8], work: &[u8], opts: &[(&str, Opt
 
 // ANCHOR: mount_legacy
 /// mount(2): every option in one string, which the kernel copies into a single page. With
-/// absolute paths about 60 layers fit in 4096 bytes; beyond that, as Docker's overlay2 does
+/// absolute paths about 40 layers fit in 4096 bytes; beyond that, as Docker's overlay2 does
 /// with its `l/` links, the layers are named by short symlinks (`0`, `1`, …) in a scratch
 /// directory, and the mount is made from a child process whose working directory is that
 /// directory, so the option string holds only the short relative names.
