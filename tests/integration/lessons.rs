@@ -132,7 +132,7 @@ fn lesson_04_registries() {
 /// Every lesson directory has its test above and the three files a lesson is made of.
 #[test]
 fn every_lesson_is_complete_and_tested() {
-    const TESTED: [&str; 4] = ["01-images-are-tarballs", "02-layers-and-whiteouts", "03-namespaces", "04-registries"];
+    const TESTED: [&str; 5] = ["01-images-are-tarballs", "02-layers-and-whiteouts", "03-namespaces", "04-registries", "05-copy-on-write"];
     let mut problems = Vec::new();
     let mut found = Vec::new();
     for entry in std::fs::read_dir(workspace().join("lessons")).unwrap() {
