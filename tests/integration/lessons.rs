@@ -162,6 +162,7 @@ fn every_lesson_is_complete_and_tested() {
         "02-layers-and-whiteouts",
         "03-namespaces",
         "04-registries",
+        "05-copy-on-write",
         "06-commit",
         "07-save-and-load",
         "08-cgroups",
@@ -208,4 +209,9 @@ fn lessons_line_diff_marks_changes() {
     assert!(d.contains("    3    3 | c\n"), "{d}");
     assert!(d.contains("+        4 | d\n"), "{d}");
     assert_eq!(line_diff("same\n", "same\n"), "");
+}
+
+#[test]
+fn lesson_05_copy_on_write() {
+    run_lesson("05-copy-on-write");
 }

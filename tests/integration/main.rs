@@ -15,6 +15,7 @@ mod hardening;
 mod import;
 mod interop;
 mod lessons;
+mod overlay;
 mod pull;
 mod registry;
 mod saveload;

@@ -243,3 +243,10 @@ pub fn edit_config(bundle: &Path, change: impl FnOnce(&mut serde_json::Value)) {
     change(&mut spec);
     std::fs::write(&path, spec.to_string()).unwrap();
 }
+
+/// The hostile-layer tests aim at the one host directory /tmp/boxkit-victim: they take this
+/// lock so they never run at the same time.
+pub fn victim_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

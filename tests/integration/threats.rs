@@ -43,6 +43,7 @@ fn try_unpack(s: &Scratch, layers: &[&str], tag: &str) -> Result<std::path::Path
 
 #[test]
 fn hostile_layers_are_contained_or_refused() {
+    let _victim = crate::support::victim_lock();
     let s = Scratch::new();
     fresh_victim();
     let passwd_before = std::fs::metadata("/etc/passwd").unwrap();

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const TOOLS: &[(&str, &str)] = &[
     ("import", "import a root filesystem tar (file or stdin) as a one-layer image"),
     ("unpack", "unpack an image into an OCI runtime bundle (config.json + rootfs/)"),
+    ("mount-layers", "make a bundle whose rootfs is an overlay of the image's cached layers"),
     ("spawn", "run a bundle's process in new namespaces with pivot_root"),
     ("export", "write a bundle's or image's root filesystem as a tar stream"),
     ("cgroup-limit", "run a command under memory, CPU and process limits (cgroup v2 or v1)"),

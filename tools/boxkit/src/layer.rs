@@ -12,6 +12,12 @@
 //!   with an `*at` call that does not follow a final symlink: a hostile layer cannot reach
 //!   outside the root filesystem (THREATS.md, layer section).
 //!
+//! - In overlay form ([`Whiteouts::Overlay`], for the layer cache) the layer goes into a
+//!   directory of its own and its markers are kept in the form overlayfs reads in a lower
+//!   directory: `.wh.NAME` becomes a character device 0:0 named NAME, `.wh..wh..opq` the
+//!   xattr `trusted.overlay.opaque=y` (`user.overlay.opaque` in the user form). Reference:
+//!   the kernel's Documentation/filesystems/overlayfs.rst, "whiteouts and opaque directories".
+//!
 //! Memory: file data streams through a fixed buffer; what grows is one small record per
 //! path (to honour whiteouts), never anything in proportion to file sizes.
 
@@ -30,6 +36,47 @@ pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 // ANCHOR_END: whiteout_names
 
+// ANCHOR: whiteout_form
+/// What a layer's whiteouts become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Applied to a flat root filesystem: they delete what lower layers made.
+    Apply,
+    /// Kept as overlayfs markers, in a directory holding this layer alone.
+    Overlay(OverlayForm),
+}
+
+/// Which xattr namespace overlayfs reads its markers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayForm {
+    /// `trusted.overlay.*`: the default; only the initial user namespace's root may set it.
+    Trusted,
+    /// `user.overlay.*`: read by a mount with the `userxattr` option (an unprivileged
+    /// overlay in a user namespace, Linux 5.11).
+    User,
+}
+
+impl OverlayForm {
+    /// `trusted.overlay.` or `user.overlay.`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            OverlayForm::Trusted => "trusted.overlay.",
+            OverlayForm::User => "user.overlay.",
+        }
+    }
+    /// The xattr that makes a directory opaque.
+    pub fn opaque_xattr(self) -> String {
+        format!("{}opaque", self.prefix())
+    }
+}
+// ANCHOR_END: whiteout_form
+
+/// Does `key` belong to overlayfs (in either form)? A layer may not set these: they would
+/// steer the overlay (redirects, metacopy, opaque) rather than describe a file.
+pub fn is_overlay_xattr(key: &[u8]) -> bool {
+    key.starts_with(b"trusted.overlay.") || key.starts_with(b"user.overlay.")
+}
+
 /// What one layer did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ApplyStats {
@@ -40,7 +87,19 @@ pub struct ApplyStats {
 
 /// Apply one uncompressed layer tar to `root`.
 pub fn apply(root: &Root, tar: impl Read) -> Result<ApplyStats> {
-    let mut a = Applier { root, written: HashSet::new(), dir_times: HashMap::new(), stats: ApplyStats::default() };
+    apply_as(root, tar, Whiteouts::Apply)
+}
+
+/// Apply one uncompressed layer tar to `root`, its whiteouts handled as `mode` says.
+pub fn apply_as(root: &Root, tar: impl Read, mode: Whiteouts) -> Result<ApplyStats> {
+    let mut a = Applier {
+        root,
+        mode,
+        written: HashSet::new(),
+        whited: HashSet::new(),
+        dir_times: HashMap::new(),
+        stats: ApplyStats::default(),
+    };
     let mut archive = tar::Archive::new(tar);
     let entries = archive.entries().map_err(|e| Error::io("read tar", e))?;
     let mut buf = vec![0u8; 256 << 10];
@@ -61,6 +120,10 @@ pub fn apply(root: &Root, tar: impl Read) -> Result<ApplyStats> {
 
 struct Applier<'r> {
     root: &'r Root,
+    mode: Whiteouts,
+    /// Overlay form: the whiteout devices this layer made. A directory the layer then
+    /// creates at one of these paths replaces the lower one, so it is made opaque.
+    whited: HashSet<CleanPath>,
     /// Every path this layer wrote, with all its ancestors: whiteouts never hide these.
     written: HashSet<CleanPath>,
     /// Directory mtimes, set last, once nothing more changes inside them: the layer's own
@@ -88,7 +151,13 @@ impl Applier<'_> {
         let file_name = file_name.to_os_string();
         self.keep_time(&path.parent());
         if let Some(target) = file_name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            return self.whiteout(&path, target);
+            return match self.mode {
+                Whiteouts::Apply => self.whiteout(&path, target),
+                Whiteouts::Overlay(form) => self.overlay_whiteout(&path, target, form),
+            };
+        }
+        if let Whiteouts::Overlay(form) = self.mode {
+            self.check_overlay_entry(&path, meta, form)?;
         }
         let parent = self.root.dir(&path.parent(), true)?;
         let pfd = parent.as_raw_fd();
@@ -120,9 +189,14 @@ impl Applier<'_> {
             Kind::Hardlink(target) => {
                 let target = CleanPath::new(target);
                 let tname = target.file_name().ok_or_else(|| Error::invalid("hardlink to the root directory"))?;
-                let tdir = self.root.dir(&target.parent(), false).ctx(|| format!("hardlink target {target}"))?;
+                let own_layer = || match self.mode {
+                    Whiteouts::Apply => "",
+                    // Each layer has a directory of its own: a link cannot reach a lower one.
+                    Whiteouts::Overlay(_) => " (in overlay form a hard link can only point into its own layer)",
+                };
+                let tdir = self.root.dir(&target.parent(), false).ctx(|| format!("hardlink target {target}{}", own_layer()))?;
                 fsroot::linkat(tdir.as_raw_fd(), tname, pfd, fname)
-                    .ctx(|| format!("hardlink {path} to {target}"))?;
+                    .ctx(|| format!("hardlink {path} to {target}{}", own_layer()))?;
                 // A hard link shares its target's inode: its attributes are the target's.
                 self.mark_written(&path);
                 return Ok(());
@@ -148,11 +222,22 @@ impl Applier<'_> {
             fsroot::chmodat(pfd, fname, perm).ctx(|| format!("chmod {path}"))?;
         }
         for (k, v) in &meta.xattrs {
+            if self.mode != Whiteouts::Apply && is_overlay_xattr(k.as_bytes()) {
+                explain!("drop xattr {} on {path}: overlayfs's own", k.to_string_lossy());
+                continue;
+            }
             match fsroot::lsetxattrat(pfd, fname, k, v) {
                 Err(err) if err.raw_os_error() == Some(libc::ENOTSUP) => {
                     explain!("skip xattr {} on {path}: not supported here", k.to_string_lossy())
                 }
                 r => r.ctx(|| format!("set xattr {} on {path}", k.to_string_lossy()))?,
+            }
+        }
+        if let Whiteouts::Overlay(form) = self.mode {
+            if self.whited.remove(&path) && meta.kind == Kind::Dir {
+                // This layer deleted the lower directory and made a new one.
+                fsroot::lsetxattrat(pfd, fname, OsStr::new(&form.opaque_xattr()), b"y")
+                    .ctx(|| format!("make {path} opaque"))?;
             }
         }
         if meta.kind == Kind::Dir {
@@ -221,6 +306,76 @@ impl Applier<'_> {
         Ok(())
     }
     // ANCHOR_END: hide_lower
+
+    // ANCHOR: overlay_whiteout
+    /// Overlay form: keep the marker as overlayfs reads it in a lower directory.
+    fn overlay_whiteout(&mut self, marker: &CleanPath, target: &[u8], form: OverlayForm) -> Result<()> {
+        self.stats.whiteouts += 1;
+        let dir = marker.parent();
+        let opaque = OsStr::new(&form.opaque_xattr()).to_os_string();
+        if marker.file_name() == Some(OsStr::new(OPAQUE_MARKER)) {
+            explain!("opaque directory {dir}: xattr {}=y", opaque.to_string_lossy());
+            let fd = self.root.dir(&dir, true)?;
+            // `/proc/self/fd/N/.`: the directory the descriptor holds, never a symlink.
+            fsroot::lsetxattrat(fd.as_raw_fd(), OsStr::new("."), &opaque, b"y").ctx(|| format!("make {dir} opaque"))?;
+            self.mark_written(&dir);
+            return Ok(());
+        }
+        if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            explain!("ignore aufs metadata {marker}");
+            return Ok(());
+        }
+        if matches!(target, b"" | b"." | b"..") || target.contains(&b'/') {
+            return Err(Error::invalid(format!("invalid whiteout {marker}: it names no file")));
+        }
+        let victim = dir.join(OsStr::from_bytes(target));
+        let parent = self.root.dir(&dir, true)?;
+        let name = OsStr::from_bytes(target);
+        if self.written.contains(&victim) {
+            // The layer wrote this path itself: a whiteout only hides what is lower. A
+            // directory of this layer must still hide the lower one's children.
+            let is_dir = fsroot::lstatat(parent.as_raw_fd(), name).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+            if is_dir.unwrap_or(false) {
+                fsroot::lsetxattrat(parent.as_raw_fd(), name, &opaque, b"y").ctx(|| format!("make {victim} opaque"))?;
+            }
+            return Ok(());
+        }
+        explain!("whiteout {marker}: mknod {victim} c 0 0");
+        match fsroot::mknodat(parent.as_raw_fd(), name, libc::S_IFCHR, libc::makedev(0, 0)) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {} // the same whiteout twice
+            r => r.ctx(|| format!("mknod whiteout {victim}"))?,
+        }
+        self.whited.insert(victim);
+        Ok(())
+    }
+
+    /// Overlay form: a 0:0 character device would read as a whiteout, and an entry below a
+    /// path this layer whited out needs that path to become an (opaque) directory again.
+    fn check_overlay_entry(&mut self, path: &CleanPath, meta: &Meta, form: OverlayForm) -> Result<()> {
+        if meta.kind == Kind::Char(0, 0) {
+            return Err(Error::invalid(format!(
+                "{path} is a 0:0 character device, which overlayfs reads as a whiteout; use a copy (box-unpack)"
+            )));
+        }
+        if self.whited.is_empty() {
+            return Ok(());
+        }
+        let mut p = CleanPath::new(b"");
+        for c in path.parent().components() {
+            p = p.join(c);
+            if self.whited.remove(&p) {
+                let parent = self.root.dir(&p.parent(), false)?;
+                let name = p.file_name().unwrap();
+                fsroot::remove_all_at(parent.as_raw_fd(), name).ctx(|| format!("remove whiteout {p}"))?;
+                fsroot::mkdirat(parent.as_raw_fd(), name, 0o755).ctx(|| format!("mkdir {p}"))?;
+                fsroot::chmodat(parent.as_raw_fd(), name, 0o755).ctx(|| format!("chmod {p}"))?;
+                fsroot::lsetxattrat(parent.as_raw_fd(), name, OsStr::new(&form.opaque_xattr()), b"y")
+                    .ctx(|| format!("make {p} opaque"))?;
+            }
+        }
+        Ok(())
+    }
+    // ANCHOR_END: overlay_whiteout
 
     /// Remember the mtime of an existing directory this layer is about to change without
     /// listing it, so it keeps the time the lower layer gave it. A directory that does not
@@ -358,5 +513,75 @@ mod tests {
             let e = apply(&root, &layer(&[entry(bad, Kind::File, b"")])[..]).unwrap_err();
             assert!(e.to_string().contains("invalid whiteout"), "{bad}: {e}");
         }
+    }
+
+    fn xattr(p: &std::path::Path, key: &str) -> Option<Vec<u8>> {
+        let parent = std::fs::File::open(p.parent().unwrap()).unwrap();
+        fsroot::lxattrsat(parent.as_raw_fd(), p.file_name().unwrap())
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    fn is_whiteout(p: &std::path::Path) -> bool {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let m = std::fs::symlink_metadata(p).unwrap();
+        m.file_type().is_char_device() && m.rdev() == 0
+    }
+
+    #[test]
+    fn overlay_form_keeps_markers_as_overlayfs_reads_them() {
+        for form in [OverlayForm::Trusted, OverlayForm::User] {
+            let t = tempfile::tempdir().unwrap();
+            let root = Root::open(t.path()).unwrap();
+            let stats = apply_as(&root, &layer(&[
+                entry("d", Kind::Dir, b""),
+                entry("d/.wh..wh..opq", Kind::File, b""),
+                entry("d/new", Kind::File, b"1"),
+                entry(".wh.gone", Kind::File, b""),
+                // Written by this layer, then whited out: the file stays.
+                entry("kept", Kind::File, b"2"),
+                entry(".wh.kept", Kind::File, b""),
+                // Whited out, then made again as a directory: it must hide the lower one.
+                entry(".wh.re", Kind::File, b""),
+                entry("re", Kind::Dir, b""),
+                // Whited out, then written below without a directory entry.
+                entry(".wh.im", Kind::File, b""),
+                entry("im/f", Kind::File, b"3"),
+                // A directory of this layer, then its whiteout: opaque, its children kept.
+                entry("own", Kind::Dir, b""),
+                entry("own/x", Kind::File, b"4"),
+                entry(".wh.own", Kind::File, b""),
+            ])[..], Whiteouts::Overlay(form)).unwrap();
+            let key = form.opaque_xattr();
+            assert_eq!(stats.whiteouts, 6);
+            assert_eq!(xattr(&t.path().join("d"), &key).as_deref(), Some(&b"y"[..]), "{form:?}");
+            assert!(is_whiteout(&t.path().join("gone")));
+            assert_eq!(std::fs::read(t.path().join("kept")).unwrap(), b"2");
+            assert_eq!(xattr(&t.path().join("re"), &key).as_deref(), Some(&b"y"[..]));
+            assert_eq!(xattr(&t.path().join("im"), &key).as_deref(), Some(&b"y"[..]));
+            assert_eq!(std::fs::read(t.path().join("im/f")).unwrap(), b"3");
+            assert_eq!(xattr(&t.path().join("own"), &key).as_deref(), Some(&b"y"[..]));
+            assert_eq!(names(&t.path().join("own")), ["x"]);
+            assert_eq!(names(t.path()), ["d", "gone", "im", "kept", "own", "re"]);
+        }
+    }
+
+    #[test]
+    fn overlay_form_refuses_what_overlayfs_would_misread() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mode = Whiteouts::Overlay(OverlayForm::Trusted);
+        let e = apply_as(&root, &layer(&[entry("dev0", Kind::Char(0, 0), b"")])[..], mode).unwrap_err();
+        assert!(e.to_string().contains("reads as a whiteout"), "{e}");
+        let e = apply_as(&root, &layer(&[entry("h", Kind::Hardlink(b"lower".to_vec()), b"")])[..], mode).unwrap_err();
+        assert!(e.to_string().contains("its own layer"), "{e}");
+        // A layer cannot set overlayfs's own xattrs (a redirect or an opaque by hand).
+        let (mut m, d) = entry("f", Kind::File, b"");
+        m.xattrs = vec![("trusted.overlay.redirect".into(), b"/etc".to_vec()), ("user.x".into(), b"1".to_vec())];
+        apply_as(&root, &layer(&[(m, d)])[..], mode).unwrap();
+        assert!(xattr(&t.path().join("f"), "trusted.overlay.redirect").is_none());
+        assert_eq!(xattr(&t.path().join("f"), "user.x").as_deref(), Some(&b"1"[..]));
     }
 }

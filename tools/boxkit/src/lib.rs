@@ -33,6 +33,7 @@ pub mod load;
 pub mod mount;
 pub mod mtree;
 pub mod oci;
+pub mod overlay;
 pub mod passwd;
 pub mod pty;
 pub mod push;

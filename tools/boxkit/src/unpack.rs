@@ -51,6 +51,18 @@ pub fn apply_layers(store: &Store, image: &Image, rootfs: &Path) -> Result<()> {
 // ANCHOR: apply_blob
 /// Apply one layer blob, verifying its digest, size and DiffID as it streams.
 pub fn apply_blob(store: &Store, desc: &Descriptor, diff_id: &Digest, root: &Root) -> Result<layer::ApplyStats> {
+    apply_blob_as(store, desc, diff_id, root, layer::Whiteouts::Apply)
+}
+
+/// [`apply_blob`], with the layer's whiteouts handled as `mode` says (the layer cache keeps
+/// them in overlay form).
+pub fn apply_blob_as(
+    store: &Store,
+    desc: &Descriptor,
+    diff_id: &Digest,
+    root: &Root,
+    mode: layer::Whiteouts,
+) -> Result<layer::ApplyStats> {
     oci::layer_compression(&desc.media_type)?;
     if desc.media_type == oci::MEDIA_DOCKER_FOREIGN_LAYER && !store.has_blob(&desc.digest) {
         return Err(Error::not_found("foreign layer is not in the store (boxkit never fetches foreign URLs)"));
@@ -67,7 +79,7 @@ pub fn apply_blob(store: &Store, desc: &Descriptor, diff_id: &Digest, root: &Roo
         human_size(desc.size),
         root.path().display()
     );
-    let stats = layer::apply(root, &mut tar)?;
+    let stats = layer::apply_as(root, &mut tar, mode)?;
     io::copy(&mut tar, &mut io::sink()).map_err(|e| Error::io("read layer", e))?;
     let (got_diff, _) = tar.finish();
     let got = compressed.lock().unwrap().take();
@@ -204,7 +216,8 @@ impl<R: Read> Read for HashOnEof<R> {
     }
 }
 
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+/// rename(2) that never replaces what is at `to` (renameat2 `RENAME_NOREPLACE`).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let f = std::ffi::CString::new(from.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let t = std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
