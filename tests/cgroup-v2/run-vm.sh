@@ -42,7 +42,7 @@ die() { say "$*"; exit 1; }
 # The tests that need a real cgroup hierarchy: the cgroup tests themselves and the
 # lessons built on cgroups.
 FILTERS=("$@")
-[ ${#FILTERS[@]} -gt 0 ] || FILTERS=(cgroups:: lessons::lesson_08)
+[ ${#FILTERS[@]} -gt 0 ] || FILTERS=(cgroups:: lessons::lesson_08 hardening:: commit::a_running_container_in_a_boxkit_cgroup spawn::proc_sys_dev_and_capabilities spawn::device_nodes)
 
 WORK=${VM_WORK:-$repo/target/cgroup-v2}
 MEM=${VM_MEM:-1024}
