@@ -2,9 +2,9 @@
 //! volumes, --tmpfs, the image's Volumes); terminals (-t, -i); detached containers (-d) and
 //! their state files.
 
-use crate::support::{bin, Scratch};
+use crate::support::Scratch;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 /// box-spawn with `BOXKIT_ROOT` in the scratch dir.
 fn spawn(s: &Scratch, extra: &[&str], bundle: &Path, script: &str) -> Output {
