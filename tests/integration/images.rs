@@ -334,7 +334,7 @@ fn check_store(s: &Scratch) {
 }
 
 #[test]
-fn the_store_stays_valid_under_concurrent_pulls_imports_removals_and_prunes() {
+fn the_store_stays_valid_under_concurrent_pulls_imports_commits_removals_and_prunes() {
     use crate::registry::{Mode, Registry};
     let r = Registry::start(Mode::Plain);
     let src = Scratch::new();
@@ -347,7 +347,22 @@ fn the_store_stays_valid_under_concurrent_pulls_imports_removals_and_prunes() {
         let out = s.cmd(tool).args(&args).stdin(Stdio::null()).output().unwrap();
         crate::support::assert_success(&out, &format!("{tool} {args:?}"));
     };
+    // A container to commit from, made before the race starts (a live bundle: its image stays).
+    run("box-import", vec![busybox_tar().display().to_string(), "base".into()]);
+    let cb = s.join("cb");
+    run("box-unpack", vec!["base".into(), cb.display().to_string()]);
     std::thread::scope(|t| {
+        t.spawn(|| {
+            for i in 0..ROUNDS {
+                std::fs::write(cb.join("rootfs/round"), format!("{i}\n")).unwrap();
+                run("box-commit", vec![cb.display().to_string(), format!("com:{i}")]);
+                // And an overlay bundle, dropped at once: its cached layers become prunable.
+                let ml = s.join(&format!("ml{i}"));
+                run("box-mount-layers", vec![format!("com:{i}"), ml.display().to_string()]);
+                run("box-mount-layers", vec!["--unmount".into(), ml.display().to_string()]);
+                std::fs::remove_dir_all(&ml).unwrap();
+            }
+        });
         t.spawn(|| {
             for i in 0..ROUNDS {
                 run("box-pull", vec!["-q".into(), pulled.clone()]);
@@ -375,6 +390,7 @@ fn the_store_stays_valid_under_concurrent_pulls_imports_removals_and_prunes() {
     let rows: Vec<Vec<&str>> = listed.lines().map(|l| l.split_whitespace().collect()).collect();
     for i in 0..ROUNDS {
         assert!(rows.iter().any(|r| r[..2] == ["imp", &i.to_string()]), "imp:{i} lost:\n{listed}");
+        assert!(rows.iter().any(|r| r[..2] == ["com", &i.to_string()]), "com:{i} lost:\n{listed}");
     }
     assert!(listed.contains(&format!("{}/t/img", r.host())), "the pulled image lost:\n{listed}");
 }
