@@ -50,6 +50,23 @@ fn capability_sets_no_new_privs_and_seccomp_mode_are_dockers() {
 }
 
 #[test]
+fn the_init_is_no_stronger_than_the_container() {
+    // With --init, PID 1 is box-spawn's own init: it must hold the command's user,
+    // capabilities, no_new_privs and filter, not the runtime's.
+    let s = Scratch::new();
+    let b = s.busybox_bundle("b");
+    let o = spawn(&b, &["--init"], "grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/1/status");
+    assert!(o.status.success(), "{o:?}");
+    let f = status_fields(&stdout(&o));
+    assert_eq!(f.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0\t0\t0\t0", DOCKER_CAPS, DOCKER_CAPS, "1", "2"], "{f:?}");
+    crate::support::edit_config(&b, |spec| spec["process"]["user"] = serde_json::json!({"uid": 65534, "gid": 65534}));
+    let o = spawn(&b, &["--init"], "grep -E '^(Uid|CapEff):' /proc/1/status; sleep 10 & kill $!; wait $!; echo $?");
+    let out = stdout(&o);
+    assert!(out.starts_with("Uid:\t65534\t65534\t65534\t65534\nCapEff:\t0000000000000000\n"), "{o:?}");
+    assert!(out.ends_with("143\n"), "{o:?}");
+}
+
+#[test]
 fn seccomp_blocks_what_capabilities_alone_would_allow() {
     // unshare(CLONE_NEWUSER) needs no capability, and the keyring is not namespaced: only
     // seccomp stops them. With --seccomp unconfined the same commands succeed, so the test

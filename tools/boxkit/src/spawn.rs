@@ -320,6 +320,31 @@ fn run_init(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
         }
         nix::unistd::ForkResult::Parent { child } => {
             close_fds_from(3);
+            // PID 1 keeps only what the command gets: its user, capabilities, no_new_privs
+            // and seccomp filter (waiting and killing need nothing more).
+            let confined = confine(p, seccomp)
+                .and_then(|()| match &p.capabilities {
+                    // execve leaves a non-root user only its ambient capabilities; the init
+                    // never execs, so it gives up the same ones by hand.
+                    Some(c) if p.user.uid != 0 => {
+                        let mut c = c.clone();
+                        c.effective = c.ambient.clone();
+                        c.permitted = c.ambient.clone();
+                        caps::apply_sets(&c)
+                    }
+                    _ => Ok(()),
+                })
+                .and_then(|()| match (seccomp, p.no_new_privileges) {
+                    (Some(f), true) => f.install(),
+                    _ => Ok(()),
+                });
+            if let Err(e) = confined {
+                let _ = writeln!(std::io::stderr(), "box-spawn: init: {e}");
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                unsafe { libc::_exit(125) };
+            }
+            // SAFETY: integer-only prctl; a change of uid may have reset it.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
             explain!("init: PID 1 reaps zombies and forwards signals to pid {child}");
             let code = supervise(child, &set)?;
             unsafe { libc::_exit(code) };
@@ -335,37 +360,7 @@ fn exec_process(p: &Process, report_fd: Option<RawFd>, seccomp: Option<&Filter>)
     let path = find_executable(&p.args[0], &p.env)?;
     let argv: Vec<CString> = p.args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
     let envp: Vec<CString> = p.env.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
-    // Without no_new_privs only CAP_SYS_ADMIN may install a filter: do it now, as runc does.
-    if let (Some(f), false) = (seccomp, p.no_new_privileges) {
-        f.install()?;
-    }
-
-    if let Some(c) = &p.capabilities {
-        caps::drop_bounding(c)?;
-    }
-    let u = &p.user;
-    explain!("setgroups({:?}); setresgid({2}); setresuid({1})", u.additional_gids, u.uid, u.gid);
-    userns::setgroups(&u.additional_gids)?;
-    let gid = nix::unistd::Gid::from_raw(u.gid);
-    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setresgid {}", u.gid))?;
-    let uid = nix::unistd::Uid::from_raw(u.uid);
-    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("setresuid {}", u.uid))?;
-    // A change of uid clears the parent-death signal: ask for it again.
-    // SAFETY: integer-only prctl.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
-    if let Some(c) = &p.capabilities {
-        caps::apply_sets(c)?;
-    }
-    if let Some(mask) = u.umask {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    }
-    if p.no_new_privileges {
-        explain!("prctl(PR_SET_NO_NEW_PRIVS, 1): execve can never grant more privilege");
-        // SAFETY: integer-only prctl.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
-            return Err(Error::io("prctl(PR_SET_NO_NEW_PRIVS)", std::io::Error::last_os_error()));
-        }
-    }
+    confine(p, seccomp)?;
     // No descriptor but 0, 1, 2 (and the close-on-exec error pipe) may be open while we
     // change directory: a leaked host directory would let cwd=/proc/self/fd/N escape
     // (runc CVE-2024-21626).
@@ -390,6 +385,44 @@ fn exec_process(p: &Process, report_fd: Option<RawFd>, seccomp: Option<&Filter>)
     Err(Error::new(kind, format!("exec {}: {}", p.args[0], e.desc())))
 }
 // ANCHOR_END: exec_process
+
+// ANCHOR: confine
+/// Take on the process's user, groups, capabilities and no_new_privs: what the command
+/// runs with, and what `--init` keeps while it waits (so PID 1 is no stronger than the
+/// container it serves).
+fn confine(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
+    // Without no_new_privs only CAP_SYS_ADMIN may install a filter: do it now, as runc does.
+    if let (Some(f), false) = (seccomp, p.no_new_privileges) {
+        f.install()?;
+    }
+    if let Some(c) = &p.capabilities {
+        caps::drop_bounding(c)?;
+    }
+    let u = &p.user;
+    explain!("setgroups({:?}); setresgid({2}); setresuid({1})", u.additional_gids, u.uid, u.gid);
+    userns::setgroups(&u.additional_gids)?;
+    let gid = nix::unistd::Gid::from_raw(u.gid);
+    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setresgid {}", u.gid))?;
+    let uid = nix::unistd::Uid::from_raw(u.uid);
+    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("setresuid {}", u.uid))?;
+    // A change of uid clears the parent-death signal: ask for it again.
+    // SAFETY: integer-only prctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    if let Some(c) = &p.capabilities {
+        caps::apply_sets(c)?;
+    }
+    // config.json's umask, else 0022 as runc sets it: never whatever the caller had.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(u.umask.unwrap_or(0o022)));
+    if p.no_new_privileges {
+        explain!("prctl(PR_SET_NO_NEW_PRIVS, 1): execve can never grant more privilege");
+        // SAFETY: integer-only prctl.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
+            return Err(Error::io("prctl(PR_SET_NO_NEW_PRIVS)", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: confine
 
 fn cstring(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid(format!("{s:?} holds a NUL byte")))
