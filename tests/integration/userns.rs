@@ -60,6 +60,7 @@ impl UserDir {
         std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let bin_dir = s.join("bin");
         std::fs::create_dir(&bin_dir).unwrap();
+        std::fs::set_permissions(&bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         for tool in ["box-import", "box-unpack", "box-spawn"] {
             std::fs::copy(bin(tool), bin_dir.join(tool)).unwrap();
             std::fs::set_permissions(bin_dir.join(tool), std::fs::Permissions::from_mode(0o755)).unwrap();
