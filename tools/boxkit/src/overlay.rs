@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 
 mod mount;
 pub use mount::mount_overlay;
+mod deferred;
+pub use deferred::{caller_mapping, lowers_of, mount_pending, pending, prepare_bundle, Pending};
 
 /// statfs(2) `f_type` of an overlayfs.
 pub const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
