@@ -291,6 +291,8 @@ fn an_ordinary_user_gets_overlay_bundles_mounted_by_box_spawn() {
     assert_eq!(u.ok("box-spawn b2 -- sh -c 'test -e /new || echo clean; test -e /bin/ls && echo ls'"), "clean\nls\n");
     assert_eq!(std::fs::read_dir(root.join("layers/sha256")).unwrap().count(), 1);
     assert_eq!(listing(&root.join("layers"), Ignore::default()), cache_before, "the cache changed");
+    // Nothing is mounted on the host: --unmount only forgets the bundle.
+    assert_eq!(u.ok("box-mount-layers --unmount b2"), "b2\n");
 
     // box-commit reads upper/ (user.overlay.* markers) as the new layer.
     u.ok("box-commit b1 mine");

@@ -131,7 +131,7 @@ pub fn prepare_bundle(store: &Store, image: &Image, name: &str, root: &Path, bun
 
 /// Whether `dir` is a mount point: its device differs from its parent's (an overlay always
 /// has a device of its own), or it is the root of a mount of the same device.
-fn is_mount_point(dir: &Path) -> Result<bool> {
+pub(super) fn is_mount_point(dir: &Path) -> Result<bool> {
     let md = fs::symlink_metadata(dir).ctx(|| format!("stat {}", dir.display()))?;
     let up = fs::metadata(dir.join("..")).ctx(|| format!("stat {}/..", dir.display()))?;
     Ok(md.dev() != up.dev() || md.ino() == up.ino())
