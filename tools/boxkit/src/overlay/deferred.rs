@@ -143,10 +143,15 @@ pub(super) fn is_mount_point(dir: &Path) -> Result<bool> {
 /// the layer cache of `root`. A copy bundle, a bundle without boxkit.json or a mounted
 /// rootfs need nothing.
 pub fn pending(root: &Path, bundle: &Path, rootfs: &Path) -> Result<Option<Pending>> {
-    if !bundle.join(bundle::INFO_FILE).exists() {
-        return Ok(None);
-    }
-    let info = bundle::read_info(bundle)?;
+    // boxkit.json is boxkit's own record: a runtime ignores it, and so does box-spawn when
+    // it is missing or unreadable (the bundle then runs as config.json says).
+    let info = match bundle::read_info(bundle) {
+        Ok(info) => info,
+        Err(e) => {
+            explain!("no overlay to mount: {e}");
+            return Ok(None);
+        }
+    };
     if info.storage != Storage::Overlay || is_mount_point(rootfs)? {
         return Ok(None);
     }
