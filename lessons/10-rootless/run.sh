@@ -28,7 +28,7 @@ if [ "$(id -u)" = 0 ] && [ -z "${LESSON_AS_USER:-}" ]; then
     work="$LESSON_TMP/as-$user"
     mkdir -p "$work/bin" "$work/home"
     chmod 755 "$LESSON_TMP" "$work" "$work/bin"
-    for t in box-import box-unpack box-spawn; do
+    for t in box-import box-unpack box-spawn box-mount-layers; do
         install -m 0755 "$(command -v "$t")" "$work/bin/$t"
     done
     install -m 0644 "$0" "$work/lesson.sh"
@@ -112,3 +112,11 @@ echo "chown to uid 1000 (mapped):              $(try 'chown 1000 /tmp/by-root')"
 echo "chown to uid 70000 (not mapped):         $(try 'chown 70000 /tmp/by-root')"
 echo "mknod /tmp/null c 1 3:                   $(try 'mknod /tmp/null c 1 3')"
 echo "a host file owned by host root, inside:  $(box-spawn demo -- stat -c '%u (%U)' /proc/sys/kernel/hostname)"
+
+step "7. an overlay bundle: box-spawn mounts it inside the container"
+box-mount-layers busybox ovl 2>&1 >/dev/null | sed 's/^/  /'
+echo "ovl/rootfs on the host: $(ls -A ovl/rootfs | wc -l) entries (nothing is mounted here)"
+echo "inside, the root mount (/proc/self/mounts):"
+box-spawn ovl -- sh -c 'echo hi > /new; awk "\$2 == \"/\" { o = (\$4 ~ /userxattr/) ? \"userxattr\" : \"no userxattr\"; print \"  \" \$3, o }" /proc/self/mounts'
+echo "the write, on the host:"
+owners ovl/upper/new

@@ -591,3 +591,34 @@ fn hostile_layers_stay_contained_in_overlay_form() {
     untouched("all");
     let _ = std::fs::remove_dir_all(VICTIM);
 }
+
+#[test]
+fn box_spawn_mounts_an_unmounted_overlay_bundle_inside_the_container_only() {
+    let s = Scratch::new();
+    make_image(s.path(), "bb", &[busybox_tar(), fixture("base.tar")], "gzip", None);
+    let b = overlay_bundle(&s, "bb", "b", &[]);
+    s.ok("box-mount-layers", &["--unmount", b.to_str().unwrap()]);
+    assert!(mountinfo(&b.join("rootfs")).is_none());
+    let cache_before = listing(&s.join("layers"), Ignore::default());
+    let out = Command::new(bin("box-spawn"))
+        .arg("--root")
+        .arg(s.path())
+        .arg(&b)
+        .args(["--", "sh", "-c", "cat /etc/conf; echo again > /again; awk '$2 == \"/\" { print $3 }' /proc/self/mounts"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_success(&out, "box-spawn of an unmounted overlay bundle");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "conf v1\noverlay\n");
+    // Root's cache is in the trusted form: no userxattr, no user namespace.
+    assert_eq!(std::fs::read_to_string(b.join("upper/again")).unwrap(), "again\n");
+    assert!(mountinfo(&b.join("rootfs")).is_none(), "the overlay must exist only in the container");
+    assert_eq!(std::fs::read_dir(b.join("rootfs")).unwrap().count(), 0);
+    assert_eq!(listing(&s.join("layers"), Ignore::default()), cache_before, "the cache changed");
+    // Another root: its cache does not hold the layers, and box-spawn says so.
+    let other = Scratch::new();
+    let out = Command::new(bin("box-spawn")).arg("--root").arg(other.path()).arg(&b).args(["--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not in the layer cache") && err.trim_end().lines().count() == 1, "{err}");
+}

@@ -61,7 +61,7 @@ impl UserDir {
         let bin_dir = s.join("bin");
         std::fs::create_dir(&bin_dir).unwrap();
         std::fs::set_permissions(&bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for tool in ["box-import", "box-unpack", "box-spawn"] {
+        for tool in ["box-import", "box-unpack", "box-spawn", "box-mount-layers", "box-commit"] {
             std::fs::copy(bin(tool), bin_dir.join(tool)).unwrap();
             std::fs::set_permissions(bin_dir.join(tool), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
@@ -246,4 +246,62 @@ fn an_ordinary_user_without_a_delegated_cgroup_runs_without_it() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "ran\n");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("is not delegated to you: running without its limits"), "{err}");
+}
+
+#[test]
+fn an_ordinary_user_gets_overlay_bundles_mounted_by_box_spawn() {
+    use crate::tree::{listing, Ignore};
+    let (uid, _, subuid, _) = test_user();
+    let u = UserDir::new();
+    u.ok(r#"box-import --change 'CMD ["sh"]' ../busybox.tar busybox"#);
+    let o = u.run("box-mount-layers busybox b1");
+    assert_success(&o, "box-mount-layers as a user");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "b1\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("box-spawn mounts the overlay inside the container's namespaces"), "{err}");
+    let (root, b1) = (u.home().join(".local/share/boxkit"), u.home().join("b1"));
+    let info = std::fs::read_to_string(b1.join("boxkit.json")).unwrap();
+    assert!(info.contains(r#""storage": "overlay""#), "{info}");
+    let config = std::fs::read_to_string(b1.join("config.json")).unwrap();
+    assert!(config.contains(r#""type": "user""#) && config.contains(&format!(r#""hostID": {subuid}"#)), "{config}");
+    // Nothing is mounted outside; the cache holds the layer in the user xattr form, owned
+    // as the container sees it (its root is the user).
+    assert!(std::fs::read_dir(b1.join("rootfs")).unwrap().next().is_none());
+    assert_eq!(std::fs::read_dir(root.join("layers/sha256")).unwrap().count(), 1);
+    let layer = std::fs::read_dir(root.join("layers/sha256")).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::metadata(layer.join("bin/busybox")).unwrap().uid(), uid);
+    for d in ["upper", "work"] {
+        assert_eq!(std::fs::metadata(b1.join(d)).unwrap().uid(), uid, "{d}/");
+    }
+    let cache_before = listing(&root.join("layers"), Ignore::default());
+
+    let out = u.ok("box-spawn b1 -- sh -c 'id -u; echo hi > /new; hostname; grep -c \" / overlay .*userxattr\" /proc/self/mounts'");
+    assert_eq!(out, "0\nb1\n1\n", "{out}");
+    assert_eq!(std::fs::read_to_string(b1.join("upper/new")).unwrap(), "hi\n");
+    assert_eq!(std::fs::metadata(b1.join("upper/new")).unwrap().uid(), uid);
+    // A file of another id inside lands with its mapped owner, and a deletion is a whiteout
+    // in the user form.
+    u.ok("box-spawn b1 -- sh -c 'touch /theirs && chown 5:5 /theirs && rm /bin/ls'");
+    assert_eq!(std::fs::metadata(b1.join("upper/theirs")).unwrap().uid(), subuid + 4);
+    assert!(std::fs::symlink_metadata(b1.join("upper/bin/ls")).is_ok(), "no whiteout for /bin/ls");
+    assert_eq!(listing(&root.join("layers"), Ignore::default()), cache_before, "the cache changed");
+
+    // A second bundle shares the cache and sees none of the first one's changes.
+    u.ok("box-mount-layers busybox b2 2>/dev/null");
+    assert_eq!(u.ok("box-spawn b2 -- sh -c 'test -e /new || echo clean; test -e /bin/ls && echo ls'"), "clean\nls\n");
+    assert_eq!(std::fs::read_dir(root.join("layers/sha256")).unwrap().count(), 1);
+    assert_eq!(listing(&root.join("layers"), Ignore::default()), cache_before, "the cache changed");
+    // Nothing is mounted on the host: --unmount only forgets the bundle.
+    assert_eq!(u.ok("box-mount-layers --unmount b2"), "b2\n");
+
+    // box-commit reads upper/ (user.overlay.* markers) as the new layer.
+    u.ok("box-commit b1 mine");
+    let out = u.ok("box-mount-layers mine b3 2>/dev/null && box-spawn b3 -- sh -c 'cat /new; stat -c %u /theirs; test -e /bin/ls || echo gone'");
+    assert_eq!(out, "b3\nhi\n5\ngone\n", "the committed layer holds the container's ids");
+    let layers: Vec<PathBuf> = std::fs::read_dir(root.join("layers/sha256")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(layers.len(), 2, "the base layer is cached once");
+    let top = layers.iter().find(|l| **l != layer).unwrap();
+    assert_eq!(std::fs::read_to_string(top.join("new")).unwrap(), "hi\n");
+    assert!(!top.join("bin/busybox").exists(), "the committed layer holds only the changes");
 }

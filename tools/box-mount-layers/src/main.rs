@@ -65,18 +65,29 @@ fn run(a: Args) -> boxkit::Result<i32> {
         _ => Api::Auto,
     };
     let context = |e: boxkit::Error| e.context(format!("mount {} on {}", reference, bundle.display()));
-    let made = if a.copy {
-        Made::Unavailable(String::new())
-    } else {
-        overlay::mount_bundle(&store, &image, &name, &root, &bundle, api).map_err(context)?
+    // An ordinary user's mount could not outlive this process: the bundle is made for a
+    // user namespace with the caller's maps, and box-spawn mounts the overlay.
+    let ids = (boxkit::userns::Caller::current().uid != 0).then(overlay::caller_mapping);
+    let made = match (&ids, a.copy) {
+        (_, true) => Made::Unavailable(String::new()),
+        (Some(m), false) => overlay::prepare_bundle(&store, &image, &name, &root, &bundle, m).map_err(context)?,
+        (None, false) => overlay::mount_bundle(&store, &image, &name, &root, &bundle, api).map_err(context)?,
     };
     let info = match made {
-        Made::Overlay(info) => info,
+        Made::Overlay(info) => {
+            if ids.is_some() {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "box-mount-layers: rootfs/ is not mounted here: box-spawn mounts the overlay inside the container's namespaces"
+                );
+            }
+            info
+        }
         Made::Unavailable(why) => {
             if !why.is_empty() {
                 let _ = writeln!(std::io::stderr().lock(), "box-mount-layers: {why}; copying the image instead (as box-unpack does)");
             }
-            boxkit::unpack::unpack_bundle(&store, &image, &name, &bundle).map_err(context)?
+            boxkit::unpack::unpack_bundle_mapped(&store, &image, &name, &bundle, ids.as_ref()).map_err(context)?
         }
     };
     // So box-rmi and box-prune know this bundle still uses the image (and its layers).

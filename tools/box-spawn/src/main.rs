@@ -71,6 +71,9 @@ fn run(a: Args) -> boxkit::Result<i32> {
         eprintln!("box-spawn: note: {what} is not delegated to you: running without its limits");
         cgroup_procs.clear();
     }
+    // An overlay bundle made by an ordinary user (or unmounted): box-spawn mounts it.
+    let rootfs = boxkit::runopts::rootfs_of(&a.bundle, &spec)?;
+    let overlay = boxkit::overlay::pending(&a.common.root_dir(), &a.bundle, &rootfs)?;
     let opts = boxkit::spawn::SpawnOptions {
         args: if a.command.is_empty() { None } else { Some(a.command) },
         init: a.init,
@@ -78,6 +81,7 @@ fn run(a: Args) -> boxkit::Result<i32> {
         userns: a.userns,
         hardening: plan,
         cleanup: Some(std::sync::Arc::new(cgroup)),
+        overlay,
         ..Default::default()
     };
     run::start(&a.run, prepared, &a.bundle, &spec, opts)

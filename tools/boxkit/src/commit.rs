@@ -92,7 +92,7 @@ pub fn commit(store: &Store, bundle: &Path, reference: &Reference, opts: &Commit
     // 1 and 2: read the changes and write the layer, with the container held still.
     let layer = {
         let _frozen = if opts.pause { Some(freeze::freeze(&bundle.join("rootfs"))?) } else { None };
-        let changes = match info.storage {
+        let mut changes = match info.storage {
             Storage::Overlay => {
                 explain!("overlay bundle: the changes are {}", read_from.display());
                 diff::from_upper(&read_from)?
@@ -110,6 +110,11 @@ pub fn commit(store: &Store, bundle: &Path, reference: &Reference, opts: &Commit
                 diff::from_record(&read_from, &record)?
             }
         };
+        // A bundle for a user namespace holds its owners shifted: store the container's ids.
+        let spec = crate::runtime::load(bundle).ok();
+        if let Some(Some(Some(m))) = spec.as_ref().map(crate::userns::from_spec).transpose()? {
+            crate::rootless::unshift_changes(&mut changes, &m);
+        }
         explain!("{} entries, {} of them whiteouts", changes.items.len(), changes.whiteouts);
         write_layer(store, &read_from, &changes, sde)?
     };

@@ -159,7 +159,14 @@ fn boxkit_freezer(pids: &[i32]) -> Option<(PathBuf, &'static str, &'static str)>
                 break;
             }
         }
-        let f = found?;
+        let Some(f) = found else {
+            // An exiting process (a zombie: its root is gone) is shown in the root cgroup by
+            // the kernel; it is no obstacle either. A live one outside boxkit's groups is.
+            if std::fs::metadata(format!("/proc/{pid}/root")).is_err() {
+                continue;
+            }
+            return None;
+        };
         match &group {
             Some(g) if g.0 != f.0 => return None,
             _ => group = Some(f),

@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 
 mod mount;
 pub use mount::mount_overlay;
+mod deferred;
+pub use deferred::{caller_mapping, lowers_of, mount_pending, pending, prepare_bundle, Pending};
 
 /// statfs(2) `f_type` of an overlayfs.
 pub const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
@@ -217,7 +219,8 @@ pub fn unmount_bundle(bundle: &Path) -> Result<BundleInfo> {
     explain!("umount2({:?}, UMOUNT_NOFOLLOW)", rootfs);
     match nix::mount::umount2(&rootfs, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) => Ok(info),
-        Err(nix::errno::Errno::EINVAL) => {
+        // A user's bundle is mounted only inside its containers: nothing to do here.
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) if !deferred::is_mount_point(&rootfs)? => {
             explain!("{} was not mounted", rootfs.display());
             Ok(info)
         }

@@ -133,6 +133,32 @@ fn file_caps(dirfd: i32, name: &OsStr) -> Option<Vec<u8>> {
 }
 // ANCHOR_END: shift_ids
 
+// ANCHOR: unshift
+/// The inverse of [`shift_ids`] for a layer: the owners of a container's changes, read on
+/// the host, as the container sees them (host uid 1000 back to 0 when 0 maps to it), so an
+/// image committed from a user namespace's bundle holds the image's own ids. Whiteout
+/// markers (`.wh.*`, made by the diff, not read from disk) and ids outside the maps keep
+/// theirs.
+pub fn unshift_changes(changes: &mut crate::diff::Changes, m: &Mapping) {
+    let back = |maps: &[userns::IdMap], id: u32| {
+        maps.iter().find(|r| id >= r.host_id && id - r.host_id < r.size).map(|r| r.container_id + (id - r.host_id))
+    };
+    for item in changes.items.iter_mut() {
+        let name = item.meta.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+        if name.starts_with(b".wh.") {
+            continue;
+        }
+        if let Some(u) = back(&m.uids, item.meta.uid) {
+            item.meta.uid = u;
+        }
+        if let Some(g) = back(&m.gids, item.meta.gid) {
+            item.meta.gid = g;
+        }
+    }
+    explain!("owners mapped back through the user namespace's maps (host uid {:?} is uid 0)", userns::to_host(&m.uids, 0));
+}
+// ANCHOR_END: unshift
+
 // ANCHOR: check_reachable
 /// The container's root is an ordinary host id: it must be able to reach its rootfs (every
 /// directory on the way searchable by that id), or the mounts fail with a bare EACCES.

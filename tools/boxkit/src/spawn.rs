@@ -55,6 +55,9 @@ pub struct SpawnOptions {
     /// Dropped by whoever supervises the container, once it is over: the cgroup box-spawn
     /// made for it is removed then (in a detached run, by the supervisor, not the caller).
     pub cleanup: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    /// An overlay bundle whose rootfs is not mounted: the overlay to mount on it in the
+    /// container's mount namespace (see [`crate::overlay::pending`]).
+    pub overlay: Option<crate::overlay::Pending>,
 }
 
 /// Signals box-spawn passes on to the container.
@@ -259,6 +262,9 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
         crate::pty::make_controlling(t.slave)?;
     }
     mount::make_private()?;
+    if let Some(p) = &opts.overlay {
+        crate::overlay::mount_pending(p, rootfs)?;
+    }
     mount::bind_self(rootfs, !opts.hardening.image_devices)?;
     let root = Root::open(rootfs)?;
     for m in &spec.mounts {
