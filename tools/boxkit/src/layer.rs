@@ -271,13 +271,8 @@ impl Applier<'_> {
             }
             return Ok(());
         }
-        if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-            // `.wh..wh.*` other than the opaque marker: aufs bookkeeping, meaningless here.
-            explain!("ignore aufs metadata {marker}");
+        if !names_a_file(marker, target)? {
             return Ok(());
-        }
-        if matches!(target, b"" | b"." | b"..") || target.contains(&b'/') {
-            return Err(Error::invalid(format!("invalid whiteout {marker}: it names no file")));
         }
         let victim = dir.join(OsStr::from_bytes(target));
         explain!("whiteout {marker}: delete {victim} of lower layers");
@@ -321,12 +316,8 @@ impl Applier<'_> {
             self.mark_written(&dir);
             return Ok(());
         }
-        if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-            explain!("ignore aufs metadata {marker}");
+        if !names_a_file(marker, target)? {
             return Ok(());
-        }
-        if matches!(target, b"" | b"." | b"..") || target.contains(&b'/') {
-            return Err(Error::invalid(format!("invalid whiteout {marker}: it names no file")));
         }
         let victim = dir.join(OsStr::from_bytes(target));
         let parent = self.root.dir(&dir, true)?;
@@ -417,6 +408,20 @@ impl Applier<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether the whiteout `marker` (not the opaque marker) deletes a file: false for aufs
+/// bookkeeping (`.wh..wh.*`, meaningless here), an error where it names nothing (`.wh.`,
+/// `.wh..`, `.wh...`, a name with `/`).
+fn names_a_file(marker: &CleanPath, target: &[u8]) -> Result<bool> {
+    if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        explain!("ignore aufs metadata {marker}");
+        return Ok(false);
+    }
+    if matches!(target, b"" | b"." | b"..") || target.contains(&b'/') {
+        return Err(Error::invalid(format!("invalid whiteout {marker}: it names no file")));
+    }
+    Ok(true)
 }
 
 fn copy(r: &mut impl Read, w: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {

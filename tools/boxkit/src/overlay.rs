@@ -157,20 +157,7 @@ pub fn mount_bundle(store: &Store, image: &Image, name: &str, root: &Path, bundl
         remove(false);
         return Ok(Made::Unavailable(format!("the overlay mount failed: {e}")));
     }
-    let finish = || -> Result<BundleInfo> {
-        let spec = runtime::spec_from_image(&image.config, &rootfs, &runtime::hostname_for(&bundle))?;
-        let json = serde_json::to_vec_pretty(&spec).expect("serializing a spec cannot fail");
-        write_new(&bundle, "config.json", &json)?;
-        explain!("write config.json: args {:?}", spec.process.as_ref().map(|p| &p.args));
-        let info = BundleInfo {
-            image: name.to_string(),
-            manifest: image.descriptor.digest.clone(),
-            storage: Storage::Overlay,
-            layers: image.config.rootfs.diff_ids.clone(),
-        };
-        bundle::write_info(&bundle, &info)?;
-        Ok(info)
-    };
+    let finish = || write_records(&bundle, &bundle, image, name, None);
     match finish() {
         Ok(info) => Ok(Made::Overlay(info)),
         Err(e) => {
@@ -182,6 +169,27 @@ pub fn mount_bundle(store: &Store, image: &Image, name: &str, root: &Path, bundl
 // ANCHOR_END: mount_bundle
 
 /// Write a file by rename, so nobody reads half of it.
+/// Write an overlay bundle's `config.json` (from the image config; with the user
+/// namespace's maps when `ids` is given) and `boxkit.json`, into `dir`, the bundle that will
+/// be named `bundle`.
+fn write_records(dir: &Path, bundle: &Path, image: &Image, name: &str, ids: Option<&crate::userns::Mapping>) -> Result<BundleInfo> {
+    let mut spec = runtime::spec_from_image(&image.config, &dir.join("rootfs"), &runtime::hostname_for(bundle))?;
+    if let Some(ids) = ids {
+        crate::userns::write_into_spec(&mut spec, ids);
+    }
+    let json = serde_json::to_vec_pretty(&spec).expect("serializing a spec cannot fail");
+    write_new(dir, "config.json", &json)?;
+    explain!("write config.json: args {:?}", spec.process.as_ref().map(|p| &p.args));
+    let info = BundleInfo {
+        image: name.to_string(),
+        manifest: image.descriptor.digest.clone(),
+        storage: Storage::Overlay,
+        layers: image.config.rootfs.diff_ids.clone(),
+    };
+    bundle::write_info(dir, &info)?;
+    Ok(info)
+}
+
 fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut tmp = tempfile::Builder::new()

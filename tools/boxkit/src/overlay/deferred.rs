@@ -17,13 +17,12 @@
 //! What the mount needs is already in `boxkit.json`: the layers' diff_ids name their cached
 //! directories under `$BOXKIT_ROOT/layers`.
 
-use super::{copy_root_attributes, write_new, Made, MAX_LOWERS};
-use crate::bundle::{self, BundleInfo, Storage};
+use super::{copy_root_attributes, write_records, Made, MAX_LOWERS};
+use crate::bundle::{self, Storage};
 use crate::error::{Context, Error, Result};
 use crate::explain;
 use crate::layercache;
 use crate::rootless;
-use crate::runtime;
 use crate::store::{Image, Store};
 use crate::userns::{self, Mapping};
 use std::fs;
@@ -98,21 +97,7 @@ pub fn prepare_bundle(store: &Store, image: &Image, name: &str, root: &Path, bun
         let _ = rootless::remove_tree(&skeleton, Some(ids));
         return Err(e);
     }
-    let finish = || -> Result<BundleInfo> {
-        let mut spec = runtime::spec_from_image(&image.config, &skeleton.join("rootfs"), &runtime::hostname_for(bundle))?;
-        userns::write_into_spec(&mut spec, ids);
-        let json = serde_json::to_vec_pretty(&spec).expect("serializing a spec cannot fail");
-        write_new(&skeleton, "config.json", &json)?;
-        explain!("write config.json: args {:?}, the user namespace's maps", spec.process.as_ref().map(|p| &p.args));
-        let info = BundleInfo {
-            image: name.to_string(),
-            manifest: image.descriptor.digest.clone(),
-            storage: Storage::Overlay,
-            layers: image.config.rootfs.diff_ids.clone(),
-        };
-        bundle::write_info(&skeleton, &info)?;
-        Ok(info)
-    };
+    let finish = || write_records(&skeleton, bundle, image, name, Some(ids));
     let info = match finish() {
         Ok(info) => info,
         Err(e) => {
