@@ -160,11 +160,8 @@ pub fn store_credentials(config: &Path, host: &str, creds: Option<&Credentials>)
     }
     let dir = config.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new().prefix(".config.json.").tempfile_in(dir).ctx(|| format!("write in {}", dir.display()))?;
-    use std::io::Write;
-    tmp.write_all(serde_json::to_string_pretty(&v).unwrap().as_bytes()).ctx(|| "write credentials")?;
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o600)).ctx(|| "chmod 0600")?;
-    tmp.persist(config).map_err(|e| Error::io(format!("replace {}", config.display()), e.error))?;
+    let name = config.file_name().and_then(|n| n.to_str()).unwrap_or("config.json");
+    crate::fsroot::replace_file(dir, name, serde_json::to_string_pretty(&v).unwrap().as_bytes(), 0o600)?;
     Ok(had)
 }
 

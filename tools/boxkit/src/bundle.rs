@@ -20,7 +20,6 @@ use crate::digest::Digest;
 use crate::error::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The name of the record inside a bundle.
@@ -59,7 +58,7 @@ pub fn read_info(bundle: &Path) -> Result<BundleInfo> {
 /// Write `BUNDLE/boxkit.json` (by rename, so a reader never sees half of it).
 pub fn write_info(bundle: &Path, info: &BundleInfo) -> Result<()> {
     let json = serde_json::to_vec_pretty(info).expect("serializing a bundle record cannot fail");
-    write_atomic(bundle, INFO_FILE, &json)
+    crate::fsroot::replace_file(bundle, INFO_FILE, &json, 0o600)
 }
 
 /// One line of `$BOXKIT_ROOT/bundles/`.
@@ -86,7 +85,7 @@ pub fn register(root: &Path, bundle: &Path, info: &BundleInfo) -> Result<()> {
     let entry = Entry { bundle: bundle.clone(), manifest: info.manifest.clone() };
     let json = serde_json::to_vec(&entry).expect("serializing a bundle entry cannot fail");
     let path = entry_path(root, &bundle);
-    write_atomic(&dir, path.file_name().unwrap().to_str().unwrap(), &json)
+    crate::fsroot::replace_file(&dir, path.file_name().unwrap().to_str().unwrap(), &json, 0o600)
 }
 
 /// Forget `bundle` (no error when it was never registered).
@@ -144,15 +143,6 @@ pub fn forget_dead(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(gone)
 }
 
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .tempfile_in(dir)
-        .ctx(|| format!("create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes).ctx(|| format!("write {name}"))?;
-    tmp.persist(dir.join(name)).map_err(|e| Error::io(format!("rename {name} into {}", dir.display()), e.error))?;
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -164,6 +164,22 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// Replace `DIR/NAME` with `bytes`: a temporary file beside it is written, given `mode`,
+/// fsynced and renamed over the old one (rename(2)), so a reader sees the old content or the
+/// new, never a mix, and a kill leaves at most a `.NAME.tmp-*` behind.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .tempfile_in(dir)
+        .ctx(|| format!("create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes).ctx(|| format!("write {name}"))?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {name}"))?;
+    tmp.as_file().sync_all().ctx(|| format!("fsync {name}"))?;
+    tmp.persist(dir.join(name)).map_err(|e| Error::io(format!("rename {name} into {}", dir.display()), e.error))?;
+    Ok(())
+}
+
 pub fn open_raw(dirfd: RawFd, name: &OsStr, flags: i32) -> io::Result<OwnedFd> {
     let c = cstr(name)?;
     // SAFETY: a valid C string; the returned descriptor is ours.

@@ -178,7 +178,7 @@ fn write_records(dir: &Path, bundle: &Path, image: &Image, name: &str, ids: Opti
         crate::userns::write_into_spec(&mut spec, ids);
     }
     let json = serde_json::to_vec_pretty(&spec).expect("serializing a spec cannot fail");
-    write_new(dir, "config.json", &json)?;
+    crate::fsroot::replace_file(dir, "config.json", &json, 0o644)?;
     explain!("write config.json: args {:?}", spec.process.as_ref().map(|p| &p.args));
     let info = BundleInfo {
         image: name.to_string(),
@@ -190,17 +190,6 @@ fn write_records(dir: &Path, bundle: &Path, image: &Image, name: &str, ids: Opti
     Ok(info)
 }
 
-fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .tempfile_in(dir)
-        .ctx(|| format!("create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes).ctx(|| format!("write {name}"))?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).ctx(|| format!("chmod {name}"))?;
-    tmp.persist(dir.join(name)).map_err(|e| Error::io(format!("rename {name} into {}", dir.display()), e.error))?;
-    Ok(())
-}
 
 /// The merged root directory takes its owner, mode and times from `upper/`: give it those
 /// of the top layer's root, as a copy would have.

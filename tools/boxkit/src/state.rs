@@ -17,7 +17,6 @@
 
 use crate::error::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -159,11 +158,9 @@ pub fn now() -> String {
 /// Replace `DIR/state.json`: write a temporary file, fsync it, rename it over the old one.
 /// A reader sees the old state or the new one, never a mix.
 pub fn write(dir: &Path, st: &State) -> Result<()> {
-    let json = serde_json::to_vec_pretty(st).expect("serializing a state cannot fail");
-    let mut tmp = tempfile::Builder::new().prefix(".state.json.tmp-").tempfile_in(dir).ctx(|| format!("create a temporary file in {}", dir.display()))?;
-    tmp.write_all(&json).and_then(|_| tmp.write_all(b"\n")).and_then(|_| tmp.as_file().sync_all()).ctx(|| "write state.json")?;
-    tmp.persist(dir.join("state.json")).map_err(|e| Error::io(format!("rename state.json into {}", dir.display()), e.error))?;
-    Ok(())
+    let mut json = serde_json::to_vec_pretty(st).expect("serializing a state cannot fail");
+    json.push(b'\n');
+    crate::fsroot::replace_file(dir, "state.json", &json, 0o600)
 }
 // ANCHOR_END: write
 

@@ -275,14 +275,7 @@ impl Store {
     }
 
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.tmp-"))
-            .tempfile_in(&self.dir)
-            .ctx(|| format!("create a temporary file in {}", self.dir.display()))?;
-        tmp.write_all(bytes).ctx(|| format!("write {name}"))?;
-        tmp.as_file().sync_all().ctx(|| format!("fsync {name}"))?;
-        set_mode(tmp.path(), 0o644)?;
-        tmp.persist(self.dir.join(name)).map_err(|e| Error::io(format!("rename into {name}"), e.error))?;
+        crate::fsroot::replace_file(&self.dir, name, bytes, 0o644)?;
         sync_dir(&self.dir)
     }
 }
