@@ -26,6 +26,8 @@ packages+=(time)  # /usr/bin/time: peak memory in the commit test
 # The cgroup v2 run (tests/cgroup-v2/run-vm.sh): QEMU, and depmod/modprobe and xz for the
 # kernel's modules.
 packages+=(qemu-system-x86 kmod xz-utils)
+# A C compiler: the zstd and ring crates build C code, and rustup brings none.
+packages+=(gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -43,11 +45,25 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
+# The tests' scratch directories need a filesystem overlayfs accepts as an upper layer: not
+# overlayfs itself (as /tmp is when this runs inside a container). Use a tmpfs then.
+if [ "$(stat -f -c %T "${TMPDIR:-/tmp}")" = overlayfs ]; then
+    say "${TMPDIR:-/tmp} is on overlayfs: the tests use a tmpfs instead"
+    scratch=$(mktemp -d /dev/shm/boxkit-tests.XXXXXX 2>/dev/null) || scratch=$(mktemp -d)
+    mount -t tmpfs -o mode=1777 tmpfs "$scratch"
+    trap 'umount -l "$scratch"; rmdir "$scratch"' EXIT
+    export TMPDIR=$scratch
+fi
+
 cargo build --workspace --locked
 cargo test --workspace --locked
-# The cgroup tests again on a kernel with only cgroup v2 (Debian's, under QEMU), whatever
-# this machine runs: about a minute and a half under software emulation.
-if [ -z "${BOXKIT_SKIP_CGROUP_V2_VM:-}" ]; then
+# The cgroup tests again on a kernel with only cgroup v2 (Debian's amd64 kernel, under QEMU),
+# whatever this machine runs: about a minute and a half under software emulation.
+if [ -n "${BOXKIT_SKIP_CGROUP_V2_VM:-}" ]; then
+    say "BOXKIT_SKIP_CGROUP_V2_VM is set: no cgroup v2 run"
+elif [ "$(dpkg --print-architecture)" != amd64 ]; then
+    say "the cgroup v2 run boots Debian's amd64 kernel: skipped on $(dpkg --print-architecture)"
+else
     bash tests/cgroup-v2/run-vm.sh
 fi
 

@@ -41,7 +41,7 @@ export BOXKIT_TEST_BUSYBOX_TAR=/tmp/scratch/busybox.tar
 modprobe -d "$KERNEL_ROOT" zram num_devices=1 && echo 256M >/sys/block/zram0/disksize &&
     mkswap /dev/zram0 >/dev/null && swapon /dev/zram0 || result FAIL zram-swap
 modprobe -d "$KERNEL_ROOT" virtio_blk && modprobe -d "$KERNEL_ROOT" bfq && udevadm settle 2>/dev/null
-for i in 1 2 3 4 5; do [ -e /sys/block/vda ] && break; sleep 1; done
+for i in $(seq 30); do [ -e /sys/block/vda ] && break; sleep 1; done
 echo bfq >/sys/block/vda/queue/scheduler || result FAIL bfq-scheduler
 
 echo "==== guest: begin: $(uname -r), $(nproc) CPUs, cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"

@@ -91,7 +91,14 @@ if [ ! -f "$VMLINUZ" ]; then
     say "fetching $KPKG (once; cached in $KDIR)"
     dl=$(mktemp -d "$WORK/dl.XXXXXX")
     chmod 777 "$dl" # apt's _apt user downloads into it
-    (cd "$dl" && apt-get download -q "$KPKG" >/dev/null) || die "apt-get download $KPKG failed"
+    if ! (cd "$dl" && apt-get download -q "$KPKG" >/dev/null); then
+        # Old package lists may name a kernel Debian has since replaced: refresh, ask again.
+        apt-get update -qq
+        KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+        KVER=${KPKG#linux-image-}
+        VMLINUZ=$KDIR/boot/vmlinuz-$KVER
+        (cd "$dl" && apt-get download -q "$KPKG" >/dev/null) || die "apt-get download $KPKG failed"
+    fi
     rm -rf "$KDIR.tmp" && mkdir -p "$KDIR.tmp"
     dpkg-deb -x "$dl"/"$KPKG"_*.deb "$KDIR.tmp"
     rm -rf "$dl"
