@@ -146,9 +146,7 @@ fn cpu_weights_share_a_busy_cpu() {
     let (mut a, mut b) = (light.spawn(&busy(30)), heavy.spawn(&busy(30)));
     // Measure only while both loops run: the first one started has the CPU to itself until
     // the second is up. `timeout` and its busy child make two processes in each group.
-    while [&light, &heavy].iter().any(|g| g.stats()["pids"].as_u64().unwrap() < 2) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    crate::support::wait_until("both busy loops", || [&light, &heavy].iter().all(|g| g.stats()["pids"].as_u64().unwrap() >= 2));
     std::thread::sleep(std::time::Duration::from_millis(300));
     let usage = || (light.stats()["cpu_usec"].as_u64().unwrap() as f64, heavy.stats()["cpu_usec"].as_u64().unwrap() as f64);
     let before = usage();

@@ -280,9 +280,7 @@ fn commit_while_running(cgroup: Option<&str>) {
     } else {
         Command::new("chroot").arg(b.join("rootfs")).args(["sh", "-c", script]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap()
     };
-    while !b.join("rootfs/log").exists() {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    crate::support::wait_until("the container's first write", || b.join("rootfs/log").exists());
     let result = std::panic::catch_unwind(|| {
         for n in 0..3 {
             let o = s.cmd("box-commit").args(["--explain", b.to_str().unwrap(), &format!("snap:{n}")]).output().unwrap();

@@ -126,16 +126,23 @@ fn proc_and_sys_paths_are_masked_or_read_only() {
             "echo '|/tmp/pwn' > /proc/sys/kernel/core_pattern 2>/dev/null || echo core_pattern-ro; \
              echo b > /proc/sysrq-trigger 2>/dev/null || echo sysrq-ro; \
              echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || echo proc-sys-ro; \
-             for p in {}; do if [ -d $p ]; then echo \"$p $(ls -A $p | wc -l)\"; else echo \"$p $(cat $p 2>/dev/null | wc -c)\"; fi; done; \
+             for p in {}; do \
+               if [ ! -e $p ]; then echo \"$p absent\"; continue; fi; \
+               if [ -d $p ]; then n=$(ls -A $p | wc -l); else n=$(cat $p 2>/dev/null | wc -c); fi; \
+               m=$(awk -v p=$p '$5 == p' /proc/self/mountinfo | wc -l); \
+               echo \"$p $n $([ $m -gt 0 ] && echo masked)\"; \
+             done; \
              for p in {}; do if [ -e $p ]; then grep -q \" $p [^ ]* ro,\" /proc/mounts && echo \"$p ro\"; else echo \"$p absent\"; fi; done",
             masked.join(" "),
             readonly.join(" ")
         ),
     );
-    // Some of these exist only with some kernel options; the host has the same /proc.
+    // Some of these exist only with some kernel options; the host has the same /proc. An
+    // empty read alone proves little (/proc/kcore needs CAP_SYS_RAWIO anyway): a masked path
+    // must also have a mount of its own over it.
     let mut want = String::from("core_pattern-ro\nsysrq-ro\nproc-sys-ro\n");
     for p in masked {
-        want += &format!("{p} 0\n");
+        want += &if Path::new(p).exists() { format!("{p} 0 masked\n") } else { format!("{p} absent\n") };
     }
     for p in readonly {
         want += &format!("{p} {}\n", if Path::new(p).exists() { "ro" } else { "absent" });

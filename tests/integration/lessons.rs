@@ -109,66 +109,36 @@ fn line_diff(expected: &str, actual: &str) -> String {
     out
 }
 
-#[test]
-fn lesson_01_images_are_tarballs() {
-    run_lesson("01-images-are-tarballs");
+/// One test per lesson, and the list `every_lesson_is_complete_and_tested` checks against:
+/// both come from this table, so a lesson cannot be listed without being run.
+macro_rules! lessons {
+    ($($test:ident => $dir:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                run_lesson($dir);
+            }
+        )*
+        const TESTED: &[&str] = &[$($dir),*];
+    };
 }
 
-#[test]
-fn lesson_02_layers_and_whiteouts() {
-    run_lesson("02-layers-and-whiteouts");
+lessons! {
+    lesson_01_images_are_tarballs => "01-images-are-tarballs",
+    lesson_02_layers_and_whiteouts => "02-layers-and-whiteouts",
+    lesson_03_namespaces => "03-namespaces",
+    lesson_04_registries => "04-registries",
+    lesson_05_copy_on_write => "05-copy-on-write",
+    lesson_06_commit => "06-commit",
+    lesson_07_save_and_load => "07-save-and-load",
+    lesson_08_cgroups => "08-cgroups",
+    lesson_09_capabilities => "09-capabilities",
+    lesson_10_rootless => "10-rootless",
 }
 
-#[test]
-fn lesson_03_namespaces() {
-    run_lesson("03-namespaces");
-}
-
-#[test]
-fn lesson_04_registries() {
-    run_lesson("04-registries");
-}
-
-#[test]
-fn lesson_06_commit() {
-    run_lesson("06-commit");
-}
-
-#[test]
-fn lesson_10_rootless() {
-    run_lesson("10-rootless");
-}
-
-#[test]
-fn lesson_09_capabilities() {
-    run_lesson("09-capabilities");
-}
-
-#[test]
-fn lesson_07_save_and_load() {
-    run_lesson("07-save-and-load");
-}
-
-#[test]
-fn lesson_08_cgroups() {
-    run_lesson("08-cgroups");
-}
-
-/// Every lesson directory has its test above and the three files a lesson is made of.
+/// Every lesson directory has its test (the table above) and the three files a lesson is made of.
 #[test]
 fn every_lesson_is_complete_and_tested() {
-    const TESTED: &[&str] = &[
-        "01-images-are-tarballs",
-        "02-layers-and-whiteouts",
-        "03-namespaces",
-        "04-registries",
-        "05-copy-on-write",
-        "06-commit",
-        "07-save-and-load",
-        "08-cgroups",
-        "09-capabilities",
-        "10-rootless",
-    ];
     let mut problems = Vec::new();
     let mut found = Vec::new();
     for entry in std::fs::read_dir(workspace().join("lessons")).unwrap() {
@@ -209,9 +179,4 @@ fn lessons_line_diff_marks_changes() {
     assert!(d.contains("    3    3 | c\n"), "{d}");
     assert!(d.contains("+        4 | d\n"), "{d}");
     assert_eq!(line_diff("same\n", "same\n"), "");
-}
-
-#[test]
-fn lesson_05_copy_on_write() {
-    run_lesson("05-copy-on-write");
 }

@@ -424,9 +424,7 @@ fn concurrent_extractions_of_one_layer_agree() {
     let form = boxkit::layercache::form_for_this_process();
     let (r, d, di) = (root.clone(), desc.clone(), diff_id.clone());
     let loser = std::thread::spawn(move || boxkit::layercache::ensure(&store_a, &r, &d, &di, form));
-    while tmp_entries(&root).is_empty() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    crate::support::wait_until("the first extraction to start", || !tmp_entries(&root).is_empty());
     let winner = boxkit::layercache::ensure(&store_b, &root, &desc, &diff_id, form).unwrap();
     std::fs::write(&blob, &bytes).unwrap(); // opens the FIFO: the loser reads on
     let lost = loser.join().unwrap().unwrap();
@@ -461,19 +459,26 @@ fn a_killed_extraction_leaves_only_a_tmp_dir_that_is_never_used() {
     mkfifo(&blob);
     let b = s.join("b");
     let mut child = s.cmd("box-mount-layers").args(["t", b.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap();
-    while tmp_entries(s.path()).is_empty() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    // Feed half the layer, then kill the extraction in the middle of it.
+    crate::support::wait_until("the extraction to start", || !tmp_entries(s.path()).is_empty());
+    let tmp = tmp_entries(s.path());
+    // Feed the layer piece by piece until the extraction has written something (the
+    // decompression pipeline buffers a few MiB first), then kill it in the middle.
     {
         use std::io::Write;
         let mut w = std::fs::OpenOptions::new().write(true).open(&blob).unwrap();
-        w.write_all(&bytes[..bytes.len() / 2]).unwrap();
+        let written = || std::fs::read_dir(s.join("layers").join(&tmp[0])).map(|d| d.count() > 0).unwrap_or(false);
+        let mut fed = 0;
+        while !written() && fed < bytes.len() / 2 {
+            let n = (64 << 10).min(bytes.len() / 2 - fed);
+            w.write_all(&bytes[fed..fed + n]).unwrap();
+            fed += n;
+        }
+        crate::support::wait_until("the extraction's first file", written);
         child.kill().unwrap(); // SIGKILL, to the process this test started
         child.wait().unwrap();
     }
-    let tmp = tmp_entries(s.path());
     assert_eq!(tmp.len(), 1);
+    assert_eq!(tmp_entries(s.path()), tmp);
     assert!(std::fs::read_dir(s.join("layers").join(&tmp[0])).unwrap().count() > 0, "killed before it wrote anything");
     assert!(!boxkit::layercache::dir_of(s.path(), diff_id).exists());
     assert!(!b.exists());
