@@ -3,17 +3,11 @@
 //! the cgroup namespace and read-only /sys/fs/cgroup (CVE-2022-0492, CVE-2023-25809), the
 //! device filter, the container's own cgroup, and `--privileged` taking it all down.
 
-use crate::support::{bin, Scratch};
+use crate::support::{bin, stdout, Scratch};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn spawn(bundle: &Path, extra: &[&str], script: &str) -> Output {
-    Command::new(bin("box-spawn")).args(extra).arg(bundle).args(["--", "sh", "-c", script]).stdin(Stdio::null()).output().unwrap()
-}
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// Docker's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
 /// NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP, as `docker run` shows it.
@@ -27,7 +21,7 @@ fn status_fields(out: &str) -> Vec<(String, String)> {
 fn capability_sets_no_new_privs_and_seccomp_mode_are_dockers() {
     let s = Scratch::new();
     let b = s.busybox_bundle("b");
-    let o = spawn(&b, &[], "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status");
+    let o = s.spawn_sh(&b, &[], "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status");
     assert!(o.status.success(), "{o:?}");
     let f = status_fields(&stdout(&o));
     let want = [
@@ -44,7 +38,7 @@ fn capability_sets_no_new_privs_and_seccomp_mode_are_dockers() {
     assert_eq!(f, want);
     // A non-root user keeps nothing in effect, and no setuid binary can give it more.
     crate::support::edit_config(&b, |spec| spec["process"]["user"] = serde_json::json!({"uid": 65534, "gid": 65534}));
-    let o = spawn(&b, &[], "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status");
+    let o = s.spawn_sh(&b, &[], "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status");
     let f = status_fields(&stdout(&o));
     assert_eq!(f.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0000000000000000", "0000000000000000", DOCKER_CAPS, "1"]);
 }
@@ -55,12 +49,12 @@ fn the_init_is_no_stronger_than_the_container() {
     // capabilities, no_new_privs and filter, not the runtime's.
     let s = Scratch::new();
     let b = s.busybox_bundle("b");
-    let o = spawn(&b, &["--init"], "grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/1/status");
+    let o = s.spawn_sh(&b, &["--init"], "grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/1/status");
     assert!(o.status.success(), "{o:?}");
     let f = status_fields(&stdout(&o));
     assert_eq!(f.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0\t0\t0\t0", DOCKER_CAPS, DOCKER_CAPS, "1", "2"], "{f:?}");
     crate::support::edit_config(&b, |spec| spec["process"]["user"] = serde_json::json!({"uid": 65534, "gid": 65534}));
-    let o = spawn(&b, &["--init"], "grep -E '^(Uid|CapEff):' /proc/1/status; sleep 10 & kill $!; wait $!; echo $?");
+    let o = s.spawn_sh(&b, &["--init"], "grep -E '^(Uid|CapEff):' /proc/1/status; sleep 10 & kill $!; wait $!; echo $?");
     let out = stdout(&o);
     assert!(out.starts_with("Uid:\t65534\t65534\t65534\t65534\nCapEff:\t0000000000000000\n"), "{o:?}");
     assert!(out.ends_with("143\n"), "{o:?}");
@@ -79,7 +73,7 @@ fn seccomp_blocks_what_capabilities_alone_would_allow() {
                   mount -t tmpfs t /mnt 2>&1; echo mount=$?; \
                   linux32 uname -m; \
                   grep Seccomp: /proc/self/status";
-    let o = spawn(&b, &[], script);
+    let o = s.spawn_sh(&b, &[], script);
     assert_eq!(
         stdout(&o),
         "unshare: unshare(0x10000000): Operation not permitted\nunshare=1\n\
@@ -90,7 +84,7 @@ fn seccomp_blocks_what_capabilities_alone_would_allow() {
          Seccomp:\t2\n",
         "{o:?}"
     );
-    let o = spawn(&b, &["--seccomp", "unconfined"], "unshare -Ur true; echo unshare=$?; grep Seccomp: /proc/self/status");
+    let o = s.spawn_sh(&b, &["--seccomp", "unconfined"], "unshare -Ur true; echo unshare=$?; grep Seccomp: /proc/self/status");
     assert_eq!(stdout(&o), "unshare=0\nSeccomp:\t0\n", "{o:?}");
 }
 
@@ -100,15 +94,15 @@ fn a_seccomp_profile_in_config_json() {
     let b = s.busybox_bundle("b");
     // An allow-everything profile means unconfined.
     crate::support::edit_config(&b, |spec| spec["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}));
-    assert_eq!(stdout(&spawn(&b, &[], "grep Seccomp: /proc/self/status")), "Seccomp:\t0\n");
+    assert_eq!(stdout(&s.spawn_sh(&b, &[], "grep Seccomp: /proc/self/status")), "Seccomp:\t0\n");
     // null is the same as absent: the default filter.
     crate::support::edit_config(&b, |spec| spec["linux"]["seccomp"] = serde_json::Value::Null);
-    assert_eq!(stdout(&spawn(&b, &[], "grep Seccomp: /proc/self/status")), "Seccomp:\t2\n");
+    assert_eq!(stdout(&s.spawn_sh(&b, &[], "grep Seccomp: /proc/self/status")), "Seccomp:\t2\n");
     // Any other profile is refused, not silently replaced by another one.
     crate::support::edit_config(&b, |spec| {
         spec["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})
     });
-    let o = spawn(&b, &[], "true");
+    let o = s.spawn_sh(&b, &[], "true");
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("linux.seccomp"), "{o:?}");
 }
@@ -119,7 +113,7 @@ fn proc_and_sys_paths_are_masked_or_read_only() {
     let b = s.busybox_bundle("b");
     let masked = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"];
     let readonly = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
-    let o = spawn(
+    let o = s.spawn_sh(
         &b,
         &[],
         &format!(
@@ -156,16 +150,16 @@ fn rlimits_come_from_config_json() {
     let s = Scratch::new();
     let b = s.busybox_bundle("b");
     // box-unpack writes runc's default: RLIMIT_NOFILE 1024.
-    assert_eq!(stdout(&spawn(&b, &[], "ulimit -n; ulimit -Hn")), "1024\n1024\n");
+    assert_eq!(stdout(&s.spawn_sh(&b, &[], "ulimit -n; ulimit -Hn")), "1024\n1024\n");
     crate::support::edit_config(&b, |spec| {
         spec["process"]["rlimits"] = serde_json::json!([
             {"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456},
             {"type": "RLIMIT_NPROC", "soft": 77, "hard": 77}
         ])
     });
-    assert_eq!(stdout(&spawn(&b, &[], "ulimit -n; ulimit -Hn; ulimit -u")), "123\n456\n77\n");
+    assert_eq!(stdout(&s.spawn_sh(&b, &[], "ulimit -n; ulimit -Hn; ulimit -u")), "123\n456\n77\n");
     crate::support::edit_config(&b, |spec| spec["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]));
-    let o = spawn(&b, &[], "true");
+    let o = s.spawn_sh(&b, &[], "true");
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("RLIMIT_BOGUS"));
 }
@@ -176,7 +170,7 @@ fn the_cgroup_tree_is_the_containers_own_and_read_only() {
     // namespace, then a cgroup v1 mount whose release_agent runs as root on the host.
     let s = Scratch::new();
     let b = s.busybox_bundle("b");
-    let o = spawn(
+    let o = s.spawn_sh(
         &b,
         &[],
         "cut -d: -f3 /proc/self/cgroup | sort -u; \
@@ -239,7 +233,7 @@ fn without_no_new_privs_the_filter_is_installed_before_the_capabilities_go() {
         spec["process"]["noNewPrivileges"] = false.into();
         spec["process"]["user"] = serde_json::json!({"uid": 65534, "gid": 65534});
     });
-    let o = spawn(&b, &["--init"], "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; unshare -Ur true 2>/dev/null || echo unshare-refused");
+    let o = s.spawn_sh(&b, &["--init"], "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; unshare -Ur true 2>/dev/null || echo unshare-refused");
     assert_eq!(stdout(&o), "NoNewPrivs:\t0\nSeccomp:\t2\nunshare-refused\n", "{o:?}");
 }
 
@@ -251,7 +245,7 @@ fn a_group_from_box_cgroup_limit_gets_the_device_filter() {
     let o = Command::new(bin("box-cgroup-limit")).args(["--create", &name, "--pids", "100"]).output().unwrap();
     crate::support::assert_success(&o, "box-cgroup-limit --create");
     let path = String::from_utf8(o.stdout).unwrap().trim().to_string();
-    let o = spawn(&b, &["--cgroup", &path], "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda 2>&1 | grep -o 'Operation not permitted'; rm -f /tmp/sda");
+    let o = s.spawn_sh(&b, &["--cgroup", &path], "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda 2>&1 | grep -o 'Operation not permitted'; rm -f /tmp/sda");
     let removed = Command::new(bin("box-cgroup-limit")).args(["--remove", &name]).output().unwrap();
     crate::support::assert_success(&removed, "box-cgroup-limit --remove");
     assert_eq!(stdout(&o), "Operation not permitted\n", "{o:?}");
@@ -261,7 +255,7 @@ fn a_group_from_box_cgroup_limit_gets_the_device_filter() {
 fn privileged_takes_the_walls_down() {
     let s = Scratch::new();
     let b = s.busybox_bundle("b");
-    let o = spawn(
+    let o = s.spawn_sh(
         &b,
         &["--privileged"],
         "grep -E '^(CapEff|Seccomp):' /proc/self/status; \

@@ -2,22 +2,16 @@
 //! volumes, --tmpfs, the image's Volumes); terminals (-t, -i); detached containers (-d) and
 //! their state files.
 
-use crate::support::Scratch;
+use crate::support::{stderr, stdout, Scratch};
 use std::path::Path;
 use std::process::{Output, Stdio};
 
 /// box-spawn with `BOXKIT_ROOT` in the scratch dir.
 fn spawn(s: &Scratch, extra: &[&str], bundle: &Path, script: &str) -> Output {
-    s.cmd("box-spawn").args(extra).arg(bundle).args(["--", "sh", "-c", script]).stdin(Stdio::null()).output().unwrap()
+    s.spawn_sh(bundle, extra, script)
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn env_workdir_user_and_hostname() {

@@ -1,25 +1,12 @@
 //! box-spawn: namespaces, pivot_root, /proc, /sys, /dev, identity, exit codes, signals,
 //! descriptors, mount propagation, and the spawn attacks of THREATS.md.
 
-use crate::support::{bin, path_env, Scratch};
+use crate::support::{bin, path_env, stdout, Scratch};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn spawn(bundle: &Path, extra: &[&str], script: &str) -> Output {
-    Command::new(bin("box-spawn"))
-        .args(extra)
-        .arg(bundle)
-        .args(["--", "sh", "-c", script])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn mountinfo() -> usize {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count()
@@ -32,7 +19,7 @@ fn the_container_sees_its_own_world() {
     let marker = s.join("host-only-marker");
     std::fs::write(&marker, "host").unwrap();
     let before = mountinfo();
-    let o = spawn(&b, &[], "hostname; echo pid=$$; ps -o pid,comm | sed 1d | wc -l; ls /; test -e /host-only-marker || echo no-marker; cat /etc/os-release | head -1");
+    let o = s.spawn_sh(&b, &[], "hostname; echo pid=$$; ps -o pid,comm | sed 1d | wc -l; ls /; test -e /host-only-marker || echo no-marker; cat /etc/os-release | head -1");
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
@@ -47,7 +34,7 @@ fn the_container_sees_its_own_world() {
 fn proc_sys_dev_and_capabilities() {
     let s = Scratch::new();
     let b = s.busybox_bundle("b");
-    let o = spawn(
+    let o = s.spawn_sh(
         &b,
         &[],
         "ls /dev | tr '\\n' ' '; echo; \
@@ -127,7 +114,7 @@ fn init_reaps_orphans() {
     let b = s.busybox_bundle("b");
     // The subshell exits at once; its background sleep is reparented to PID 1 and exits
     // 0.1 s later. With --init, PID 1 reaps it: no zombie remains.
-    let o = spawn(&b, &["--init"], "(sleep 0.1 &); sleep 0.5; ps -o stat,comm | grep -c '^Z' || true; ps -o pid,comm | sed -n 2p");
+    let o = s.spawn_sh(&b, &["--init"], "(sleep 0.1 &); sleep 0.5; ps -o stat,comm | grep -c '^Z' || true; ps -o pid,comm | sed -n 2p");
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
@@ -186,7 +173,7 @@ fn a_cwd_through_proc_self_fd_fails() {
     let b = s.busybox_bundle("b");
     for n in [3, 4, 5, 6, 7, 8] {
         crate::support::edit_config(&b, |spec| spec["process"]["cwd"] = format!("/proc/self/fd/{n}").into());
-        let o = spawn(&b, &[], "ls ..");
+        let o = s.spawn_sh(&b, &[], "ls ..");
         assert_eq!(o.status.code(), Some(125), "cwd fd {n}: {o:?}");
     }
 }
@@ -198,7 +185,7 @@ fn a_symlinked_proc_or_dev_is_refused() {
     let b = s.busybox_bundle("b");
     std::fs::remove_dir(b.join("rootfs/proc")).unwrap();
     std::os::unix::fs::symlink("/etc", b.join("rootfs/proc")).unwrap();
-    let o = spawn(&b, &[], "true");
+    let o = s.spawn_sh(&b, &[], "true");
     assert_eq!(o.status.code(), Some(125));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("/proc is or passes through a symlink"), "{err}");
@@ -212,7 +199,7 @@ fn the_host_binary_cannot_be_overwritten_through_proc() {
     let b = s.busybox_bundle("b");
     let before = std::fs::read(bin("box-spawn")).unwrap();
     for extra in [&[][..], &["--init"][..]] {
-        let o = spawn(&b, extra, "for p in 1 self; do echo pwned > /proc/$p/exe 2>/dev/null && echo wrote-$p; done; true");
+        let o = s.spawn_sh(&b, extra, "for p in 1 self; do echo pwned > /proc/$p/exe 2>/dev/null && echo wrote-$p; done; true");
         assert!(!stdout(&o).contains("wrote-1"), "{extra:?}: {o:?}");
     }
     assert_eq!(std::fs::read(bin("box-spawn")).unwrap(), before);
@@ -239,7 +226,7 @@ fn device_nodes_can_be_made_but_not_opened() {
     let dev = b.join("rootfs/hostloop");
     let c = std::ffi::CString::new(dev.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o666, libc::makedev(7, 0)) }, 0);
-    let o = spawn(&b, &[], "cat /hostloop 2>&1; echo rc=$?; mknod /tmp/sda b 8 0; echo mknod=$?; cat /tmp/sda 2>&1; echo rc=$?; head -c1 /dev/zero | wc -c");
+    let o = s.spawn_sh(&b, &[], "cat /hostloop 2>&1; echo rc=$?; mknod /tmp/sda b 8 0; echo mknod=$?; cat /tmp/sda 2>&1; echo rc=$?; head -c1 /dev/zero | wc -c");
     assert_eq!(
         stdout(&o),
         "cat: can't open '/hostloop': Operation not permitted\nrc=1\nmknod=0\ncat: can't open '/tmp/sda': Operation not permitted\nrc=1\n1\n"
@@ -257,7 +244,7 @@ fn read_only_and_nosuid_binds_keep_the_flags() {
         spec["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/mnt", "type": "bind", "source": vol, "options": ["bind", "ro", "nosuid"]}));
         spec["root"]["readonly"] = true.into();
     });
-    let o = spawn(&b, &[], "cat /mnt/f; touch /mnt/x 2>/dev/null || echo mnt-ro; touch /x 2>/dev/null || echo root-ro; grep ' /mnt ' /proc/mounts | cut -d' ' -f4; grep ' / ' /proc/mounts | cut -d' ' -f4");
+    let o = s.spawn_sh(&b, &[], "cat /mnt/f; touch /mnt/x 2>/dev/null || echo mnt-ro; touch /x 2>/dev/null || echo root-ro; grep ' /mnt ' /proc/mounts | cut -d' ' -f4; grep ' / ' /proc/mounts | cut -d' ' -f4");
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();

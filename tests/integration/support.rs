@@ -72,6 +72,11 @@ impl Scratch {
         (out.status.code().unwrap_or(-1), String::from_utf8(out.stderr).unwrap())
     }
     /// Import the offline busybox image as `busybox` (and return its digest).
+    /// Run `sh -c SCRIPT` in `bundle` with box-spawn (on this scratch root, stdin closed).
+    pub fn spawn_sh(&self, bundle: &Path, extra: &[&str], script: &str) -> Output {
+        self.cmd("box-spawn").args(extra).arg(bundle).args(["--", "sh", "-c", script]).stdin(Stdio::null()).output().unwrap()
+    }
+
     pub fn import_busybox(&self) -> String {
         let tar = busybox_tar();
         self.ok("box-import", &["--change", r#"CMD ["sh"]"#, tar.to_str().unwrap(), "busybox"]).trim().to_string()
@@ -259,4 +264,14 @@ pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
         assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// A command's standard output, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's standard error, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
