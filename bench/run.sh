@@ -359,7 +359,7 @@ summarize() {
     echo
     echo "## Caveats"
     echo
-    echo "- box-spawn creates no cgroups yet; runc and crun do (cgroup v1 here), which is part of their time. The \`crun --cgroup-manager=disabled\` row is the closer like-for-like reference. box-spawn does drop/keep capabilities, set rlimits, no_new_privs, masked and read-only paths per config.json, like the others."
+    echo "- box-spawn, runc and crun each create and remove a cgroup for the container (cgroup v1 here: one group per hierarchy), which is part of their time; the \`crun --cgroup-manager=disabled\` row shows what that costs crun. All three drop capabilities, set rlimits, no_new_privs, a seccomp filter, masked and read-only paths per config.json."
     echo "- The runc/crun config.json is a copy of the one box-unpack wrote for the same rootfs, with args [\"/bin/true\"], terminal false and an absolute root.path; spawn-config.diff holds the exact difference."
     echo "- box-spawn and runc/crun \`run\` all wait for the process and clean up after it; runc/crun also write and delete a state directory (on the tmpfs)."
     echo "- The GNU tar loop applies no whiteouts (on layered it leaves .wh.* files) and verifies no digest: it is a speed reference, not a correct unpack. box-unpack verifies every blob digest and DiffID; umoci unpack also writes an mtree manifest of the rootfs."
