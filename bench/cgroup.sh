@@ -21,15 +21,11 @@ BENCH_WORK="${BENCH_WORK:-/tmp/boxkit-bench}"
 QUICK="${QUICK:-0}"
 say() { printf 'bench/cgroup.sh: %s\n' "$*" >&2; }
 
-[ "$(id -u)" = 0 ] || { say "run as root (cgroups and namespaces need it)"; exit 1; }
-for p in hyperfine jq python3; do
-    command -v "$p" >/dev/null || { say "missing $p: apt-get install -y hyperfine jq python3 busybox-static"; exit 1; }
-done
+# shellcheck source=lib/common.sh
+source bench/lib/common.sh
+unset SOURCE_DATE_EPOCH # common.sh fixes it for the image builders; not wanted here
+bench_start cgroup hyperfine jq python3 busybox
 
-cargo build --release --workspace --locked -q
-BIN="$PWD/target/release"
-STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-OUT="$BENCH_WORK/results/cgroup-$STAMP"
 SCRATCH="$BENCH_WORK/cgroup-scratch"
 GROUP="bench-$$"
 mkdir -p "$OUT" "$SCRATCH"
@@ -39,8 +35,7 @@ cleanup() {
     set +e # every step runs, whatever the one before returned
     if [ -n "$HF_PID" ]; then kill "$HF_PID" 2>/dev/null; wait "$HF_PID" 2>/dev/null; fi
     "$BIN/box-cgroup-limit" --remove "$GROUP" 2>/dev/null
-    while mountpoint -q "$SCRATCH"; do umount "$SCRATCH" || break; done
-    rmdir "$SCRATCH"
+    unmount_under "$SCRATCH"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP

@@ -19,25 +19,15 @@ BENCH_WORK="${BENCH_WORK:-/tmp/boxkit-bench}"
 QUICK="${QUICK:-0}"
 say() { printf 'bench/commit.sh: %s\n' "$*" >&2; }
 
-[ "$(id -u)" = 0 ] || { say "run as root"; exit 1; }
-for p in hyperfine umoci openssl python3; do
-    command -v "$p" >/dev/null || { say "missing $p: apt-get install -y hyperfine umoci openssl python3"; exit 1; }
-done
+# shellcheck source=lib/common.sh
+source bench/lib/common.sh
+unset SOURCE_DATE_EPOCH # common.sh fixes it for the image builders; not wanted here
+bench_start commit hyperfine umoci openssl python3
 
-cargo build --release --workspace --locked -q
-BIN="$PWD/target/release"
-STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-OUT="$BENCH_WORK/results/commit-$STAMP"
 S="$BENCH_WORK/commit-scratch"
 mkdir -p "$OUT" "$S"
 
-cleanup() {
-    set +e # every step runs, whatever the one before returned
-    while mountpoint -q "$S/ov/rootfs"; do umount "$S/ov/rootfs" || break; done
-    while mountpoint -q "$S"; do umount "$S" || break; done
-    rm -rf "$S"
-}
-trap cleanup EXIT
+trap 'unmount_under "$S"' EXIT
 mountpoint -q "$S" || mount -t tmpfs -o size=3g tmpfs "$S"
 export BOXKIT_ROOT="$S/root"
 

@@ -17,26 +17,15 @@ BENCH_WORK="${BENCH_WORK:-/tmp/boxkit-bench}"
 QUICK="${QUICK:-0}"
 say() { printf 'bench/mount.sh: %s\n' "$*" >&2; }
 
-[ "$(id -u)" = 0 ] || { say "run as root"; exit 1; }
-for p in hyperfine skopeo umoci openssl python3 mountpoint; do
-    command -v "$p" >/dev/null || { say "missing $p: apt-get install -y hyperfine skopeo umoci openssl python3 util-linux"; exit 1; }
-done
+# shellcheck source=lib/common.sh
+source bench/lib/common.sh
+bench_start mount hyperfine skopeo umoci openssl python3 mountpoint
 
-cargo build --release --workspace --locked -q
-BIN="$PWD/target/release"
-STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-OUT="$BENCH_WORK/results/mount-$STAMP"
 W="$BENCH_WORK/mount-scratch"
 export BOXKIT_ROOT="$W/root"
 mkdir -p "$OUT" "$W"
 
-cleanup() {
-    set +e # every step runs, whatever the one before returned
-    for m in $(awk -v p="$W/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do umount "$m"; done
-    while mountpoint -q "$W"; do umount "$W" || break; done
-    rm -rf "$W"
-}
-trap cleanup EXIT
+trap 'unmount_under "$W"' EXIT
 mountpoint -q "$W" || mount -t tmpfs -o size=3g tmpfs "$W"
 
 # ---- images ------------------------------------------------------------------

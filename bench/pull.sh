@@ -16,16 +16,11 @@ BENCH_WORK="${BENCH_WORK:-/tmp/boxkit-bench}"
 QUICK="${QUICK:-0}"
 say() { printf 'bench/pull.sh: %s\n' "$*" >&2; }
 
-[ "$(id -u)" = 0 ] || { say "run as root"; exit 1; }
-for p in hyperfine skopeo docker-registry umoci openssl python3; do
-    command -v "$p" >/dev/null || { say "missing $p: apt-get install -y hyperfine skopeo docker-registry umoci openssl python3"; exit 1; }
-done
+# shellcheck source=lib/common.sh
+source bench/lib/common.sh
+bench_start pull hyperfine skopeo docker-registry umoci openssl python3
 
-cargo build --release --workspace --locked -q
-BIN="$PWD/target/release"
 IMG="$BENCH_WORK/pull-images"
-STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-OUT="$BENCH_WORK/results/pull-$STAMP"
 SCRATCH="$BENCH_WORK/pull-scratch"
 mkdir -p "$IMG" "$OUT" "$SCRATCH"
 
@@ -33,8 +28,8 @@ REG_PID=""
 cleanup() {
     set +e # every step runs, whatever the one before returned
     if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; fi
-    while mountpoint -q "$SCRATCH"; do umount "$SCRATCH" || break; done
-    rm -rf "$SCRATCH" "$BENCH_WORK/pull-registry"
+    unmount_under "$SCRATCH"
+    rm -rf "$BENCH_WORK/pull-registry"
 }
 trap cleanup EXIT
 mountpoint -q "$SCRATCH" || mount -t tmpfs -o size=4g tmpfs "$SCRATCH"

@@ -18,27 +18,17 @@ BENCH_WORK="${BENCH_WORK:-/tmp/boxkit-bench}"
 QUICK="${QUICK:-0}"
 say() { printf 'bench/saveload.sh: %s\n' "$*" >&2; }
 
-[ "$(id -u)" = 0 ] || { say "run as root"; exit 1; }
-for p in hyperfine skopeo umoci jq python3 openssl; do
-    command -v "$p" >/dev/null || { say "missing $p: apt-get install -y hyperfine skopeo umoci jq python3 openssl"; exit 1; }
-done
+# shellcheck source=lib/common.sh
+source bench/lib/common.sh
+bench_start saveload hyperfine skopeo umoci jq python3 openssl
 
 IMAGES=(layered)
 [ "$QUICK" = 1 ] || IMAGES+=(big)
 bash bench/lib/images.sh build "${IMAGES[@]}"
-cargo build --release --workspace --locked -q
-BIN="$PWD/target/release"
-STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-OUT="$BENCH_WORK/results/saveload-$STAMP"
 S="$BENCH_WORK/saveload-scratch"
 mkdir -p "$OUT" "$S"
 
-cleanup() {
-    set +e
-    while mountpoint -q "$S"; do umount "$S" || break; done
-    rm -rf "$S"
-}
-trap cleanup EXIT
+trap 'unmount_under "$S"' EXIT
 mountpoint -q "$S" || mount -t tmpfs -o size=6g tmpfs "$S"
 
 RUNS=10; [ "$QUICK" = 1 ] && RUNS=3

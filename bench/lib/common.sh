@@ -43,6 +43,29 @@ need() {
   exit 1
 }
 
+# bench_start NAME TOOL... : as root, with the tools (else the packages to install), after a
+# release build: sets BIN (the built tools), STAMP and OUT ($BENCH_WORK/results/NAME-STAMP).
+bench_start() {
+  local name=$1; shift
+  [[ "$(id -u)" = 0 ]] || die "run as root"
+  need "$@"
+  cargo build --release --workspace --locked -q
+  BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
+  STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+  OUT="$BENCH_WORK/results/$name-$STAMP"
+  mkdir -p "$OUT"
+}
+
+# unmount_under DIR : unmount everything mounted at or below DIR (deepest first), remove DIR.
+unmount_under() {
+  local m
+  set +e # at exit: every step runs, whatever the one before returned
+  for m in $(awk -v p="$1" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
+    umount "$m"
+  done
+  rm -rf "$1"
+}
+
 # Set every mtime/atime under a tree (without following symlinks) to
 # SOURCE_DATE_EPOCH, so layer tarballs do not depend on build time.
 normalize_mtimes() {
