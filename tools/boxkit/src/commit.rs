@@ -164,11 +164,7 @@ fn parent_image(store: &Store, digest: &crate::digest::Digest) -> Result<Image> 
     if !store.has_blob(digest) {
         return Err(Error::not_found(format!("image {digest}, which the bundle was made from, is no longer in the store")));
     }
-    let bytes = store.read_blob(digest)?;
-    let v: serde_json::Value = oci::from_json(&bytes, &format!("manifest {digest}"))?;
-    let media = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or(oci::MEDIA_OCI_MANIFEST);
-    let d = Descriptor::new(media, digest.clone(), bytes.len() as u64);
-    store.image_at(d, &crate::store::host_platform())
+    store.image_at(store.describe(digest)?, &crate::store::host_platform())
 }
 
 // ANCHOR: as_oci

@@ -201,9 +201,7 @@ impl Store {
                 return Ok(d.clone());
             }
             if self.has_blob(digest) {
-                let bytes = self.read_blob(digest)?;
-                let media = sniff_media_type(&bytes);
-                return Ok(Descriptor::new(&media, digest.clone(), bytes.len() as u64));
+                return self.describe(digest);
             }
         } else {
             let full = reference.to_string();
@@ -212,6 +210,19 @@ impl Store {
             }
         }
         Err(Error::not_found(format!("image {name:?} not found in {}", self.dir.display())))
+    }
+
+    /// A descriptor for a bare digest, its media type read from the document itself: its
+    /// `mediaType`, else an index if it has `manifests`, else a manifest.
+    pub fn describe(&self, digest: &Digest) -> Result<Descriptor> {
+        let bytes = self.read_blob(digest)?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let media = match v.get("mediaType").and_then(|m| m.as_str()) {
+            Some(m) => m,
+            None if v.get("manifests").is_some() => oci::MEDIA_OCI_INDEX,
+            None => oci::MEDIA_OCI_MANIFEST,
+        };
+        Ok(Descriptor::new(media, digest.clone(), bytes.len() as u64))
     }
 
     /// Load an image by name; an index is narrowed to the host's platform.
@@ -382,14 +393,6 @@ pub fn check_not_ambiguous(bytes: &[u8], digest: &Digest) -> Result<()> {
         return Err(Error::invalid(format!("{digest}: document holds both manifests and layers/config; refusing an ambiguous manifest")));
     }
     Ok(())
-}
-
-fn sniff_media_type(bytes: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    if let Some(m) = v.get("mediaType").and_then(|m| m.as_str()) {
-        return m.to_string();
-    }
-    if v.get("manifests").is_some() { oci::MEDIA_OCI_INDEX } else { oci::MEDIA_OCI_MANIFEST }.to_string()
 }
 
 fn read_limited(f: impl Read, limit: u64) -> io::Result<Vec<u8>> {
