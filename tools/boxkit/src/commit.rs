@@ -77,10 +77,7 @@ pub fn commit(store: &Store, bundle: &Path, reference: &Reference, opts: &Commit
     for c in &opts.changes {
         changes::apply(&mut run, c)?;
     }
-    let sde = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) if !s.is_empty() => Some(oci::source_date_epoch()?),
-        _ => None,
-    };
+    let sde = oci::source_date_epoch_opt()?;
     let (source, read_from) = match info.storage {
         Storage::Overlay => ("upper", bundle.join("upper")),
         Storage::Copy => ("rootfs", bundle.join("rootfs")),
@@ -120,10 +117,7 @@ pub fn commit(store: &Store, bundle: &Path, reference: &Reference, opts: &Commit
     };
 
     // 3: config, manifest, tag.
-    let now = match sde {
-        Some(t) => t,
-        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
-    };
+    let now = sde.unwrap_or_else(oci::unix_now);
     let created = oci::rfc3339(now);
     let mut config = parent.config.clone();
     config.config = run;
