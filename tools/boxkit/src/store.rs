@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const LAYOUT_FILE: &str = "oci-layout";
-const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+pub(crate) const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Largest manifest, config or index.json boxkit reads into memory.
 pub const MAX_DOCUMENT: u64 = 16 << 20;
 
@@ -62,11 +62,10 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         let marker = dir.join(LAYOUT_FILE);
         let bytes = fs::read(&marker).ctx(|| format!("{} is not an OCI image layout", dir.display()))?;
-        let v: serde_json::Value = oci::from_json(&bytes, &marker.display().to_string())?;
-        match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
-            Some(ver) if ver.starts_with("1.") => Ok(Store { dir: dir.to_path_buf(), _gc: gc_lock(dir, libc::LOCK_SH)? }),
-            other => Err(Error::invalid(format!("{}: unsupported imageLayoutVersion {other:?}", marker.display()))),
-        }
+        check_layout_version(&bytes, &marker.display().to_string(), |other| {
+            format!("{}: unsupported imageLayoutVersion {other:?}", marker.display())
+        })?;
+        Ok(Store { dir: dir.to_path_buf(), _gc: gc_lock(dir, libc::LOCK_SH)? })
     }
 
     /// Open a layout, creating an empty one if the directory has none.
@@ -100,6 +99,11 @@ impl Store {
 
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         self.dir.join("blobs").join(d.algorithm()).join(d.hex())
+    }
+
+    /// The size of a blob's file, if the store has it.
+    pub fn blob_len(&self, d: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(d)).ok().map(|m| m.len())
     }
 
     pub fn has_blob(&self, d: &Digest) -> bool {
@@ -335,7 +339,16 @@ impl BlobWriter {
     // ANCHOR_END: blob_commit
 }
 
-/// The platform of this machine, as an index names it.
+/// Check the `oci-layout` file `bytes` (named `what` in errors) declares a layout version
+/// boxkit reads (1.x); `unsupported` words the error for any other (given the version found).
+pub(crate) fn check_layout_version(bytes: &[u8], what: &str, unsupported: impl FnOnce(Option<&str>) -> String) -> Result<()> {
+    let v: serde_json::Value = oci::from_json(bytes, what)?;
+    match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some(ver) if ver.starts_with("1.") => Ok(()),
+        other => Err(Error::invalid(unsupported(other))),
+    }
+}
+
 /// Take a `flock` on the layout's `blobs/` directory: `LOCK_SH` for users, `LOCK_EX` for
 /// the garbage collector, so a blob written but not yet named by `index.json` is never
 /// collected. (`index.json` has its own lock, on the layout directory.)
@@ -353,6 +366,7 @@ fn gc_lock(dir: &Path, how: libc::c_int) -> Result<Arc<File>> {
     Ok(Arc::new(f))
 }
 
+/// The platform of this machine, as an index names it.
 pub fn host_platform() -> Platform {
     Platform {
         architecture: oci::host_architecture().to_string(),
