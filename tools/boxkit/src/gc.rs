@@ -18,7 +18,7 @@ use crate::explain;
 use crate::fsroot;
 use crate::layercache;
 use crate::oci::{self, Descriptor, Index, Manifest};
-use crate::store::Store;
+use crate::store::{digests_in, Store};
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -142,7 +142,7 @@ pub fn sweep(store: &Store, root: &Path, live: &[(PathBuf, BundleInfo)], which: 
     }
     let blob_dir = store.dir().join("blobs/sha256");
     let present: Vec<Digest> = match &which {
-        Candidates::All => names(&blob_dir)?.iter().filter_map(|n| format!("sha256:{}", n.to_string_lossy()).parse().ok()).collect(),
+        Candidates::All => digests_in(&blob_dir)?,
         Candidates::Among(r) => r.blobs.iter().filter(|d| store.has_blob(d)).cloned().collect(),
     };
     for d in present.into_iter().filter(|d| !keep.blobs.contains(d)) {

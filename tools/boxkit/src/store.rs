@@ -423,6 +423,25 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {}", path.display()))
 }
 
+/// The digests an `…/sha256/` directory names (`blobs/sha256/`, `layers/sha256/`), sorted;
+/// entries whose names are not digests are skipped, and a missing directory names none.
+pub fn digests_in(dir: &Path) -> Result<Vec<Digest>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
+    };
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.ctx(|| format!("read {}", dir.display()))?;
+        if let Ok(d) = format!("sha256:{}", ent.file_name().to_string_lossy()).parse::<Digest>() {
+            out.push(d);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// fsync a directory so a rename in it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync {}", dir.display()))
