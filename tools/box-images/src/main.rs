@@ -67,7 +67,7 @@ fn run(a: Args) -> boxkit::Result<i32> {
         }
         return Ok(0);
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let now = boxkit::oci::unix_now();
     let mut cells = vec![header(a.digests)];
     for r in &rows {
         let mut line = vec![r.repository.clone(), r.tag.clone()];

@@ -77,10 +77,7 @@ pub fn commit(store: &Store, bundle: &Path, reference: &Reference, opts: &Commit
     for c in &opts.changes {
         changes::apply(&mut run, c)?;
     }
-    let sde = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) if !s.is_empty() => Some(oci::source_date_epoch()?),
-        _ => None,
-    };
+    let sde = oci::source_date_epoch_opt()?;
     let (source, read_from) = match info.storage {
         Storage::Overlay => ("upper", bundle.join("upper")),
         Storage::Copy => ("rootfs", bundle.join("rootfs")),
@@ -120,10 +117,7 @@ pub fn commit(store: &Store, bundle: &Path, reference: &Reference, opts: &Commit
     };
 
     // 3: config, manifest, tag.
-    let now = match sde {
-        Some(t) => t,
-        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
-    };
+    let now = sde.unwrap_or_else(oci::unix_now);
     let created = oci::rfc3339(now);
     let mut config = parent.config.clone();
     config.config = run;
@@ -164,11 +158,7 @@ fn parent_image(store: &Store, digest: &crate::digest::Digest) -> Result<Image> 
     if !store.has_blob(digest) {
         return Err(Error::not_found(format!("image {digest}, which the bundle was made from, is no longer in the store")));
     }
-    let bytes = store.read_blob(digest)?;
-    let v: serde_json::Value = oci::from_json(&bytes, &format!("manifest {digest}"))?;
-    let media = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or(oci::MEDIA_OCI_MANIFEST);
-    let d = Descriptor::new(media, digest.clone(), bytes.len() as u64);
-    store.image_at(d, &crate::store::host_platform())
+    store.image_at(store.describe(digest)?, &crate::store::host_platform())
 }
 
 // ANCHOR: as_oci

@@ -18,7 +18,7 @@ use crate::explain;
 use crate::fsroot;
 use crate::layercache;
 use crate::oci::{self, Descriptor, Index, Manifest};
-use crate::store::Store;
+use crate::store::{digests_in, Store};
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -89,18 +89,6 @@ fn diff_ids(store: &Store, config: &Digest) -> Result<Vec<Digest>> {
     Ok(c.rootfs.diff_ids)
 }
 
-/// A descriptor for a bare digest, its media type read from the document itself.
-pub fn describe(store: &Store, digest: &Digest) -> Result<Descriptor> {
-    let bytes = store.read_blob(digest)?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let media = match v.get("mediaType").and_then(|m| m.as_str()) {
-        Some(m) => m,
-        None if v.get("manifests").is_some() => oci::MEDIA_OCI_INDEX,
-        None => oci::MEDIA_OCI_MANIFEST,
-    };
-    Ok(Descriptor::new(media, digest.clone(), bytes.len() as u64))
-}
-
 /// Does the image `d` names hold a manifest some live bundle was made from?
 pub fn used_by<'a>(store: &Store, d: &Descriptor, live: &'a [(PathBuf, BundleInfo)]) -> Result<Option<&'a Path>> {
     if live.is_empty() {
@@ -149,12 +137,12 @@ pub fn sweep(store: &Store, root: &Path, live: &[(PathBuf, BundleInfo)], which: 
     for (_, info) in live {
         keep.diff_ids.extend(info.layers.iter().cloned());
         if store.has_blob(&info.manifest) {
-            walk(store, &describe(store, &info.manifest)?, &mut keep)?;
+            walk(store, &store.describe(&info.manifest)?, &mut keep)?;
         }
     }
     let blob_dir = store.dir().join("blobs/sha256");
     let present: Vec<Digest> = match &which {
-        Candidates::All => names(&blob_dir)?.iter().filter_map(|n| format!("sha256:{}", n.to_string_lossy()).parse().ok()).collect(),
+        Candidates::All => digests_in(&blob_dir)?,
         Candidates::Among(r) => r.blobs.iter().filter(|d| store.has_blob(d)).cloned().collect(),
     };
     for d in present.into_iter().filter(|d| !keep.blobs.contains(d)) {

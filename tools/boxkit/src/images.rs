@@ -84,8 +84,28 @@ fn config_of(store: &Store, d: &Descriptor) -> Option<ImageConfig> {
     if let Ok(image) = store.image_at(d.clone(), &store::host_platform()) {
         return Some(image.config);
     }
+    config_in_index(store, d)
+}
+
+/// The config of the first present manifest of an index that [`Store::image_at`] could not load.
+fn config_in_index(store: &Store, d: &Descriptor) -> Option<ImageConfig> {
     let index: Index = oci::from_json(&store.read_blob(&d.digest).ok()?, "index").ok()?;
     index.manifests.iter().filter(|m| store.has_blob(&m.digest)).find_map(|m| config_of(store, m))
+}
+
+/// An entry's config (as [`config_of`]) and image ID (as [`id_of`]), reading each document once
+/// when the image loads.
+fn config_and_id(store: &Store, d: &Descriptor) -> (Option<ImageConfig>, Digest) {
+    match store.image_at(d.clone(), &store::host_platform()) {
+        Ok(image) => {
+            let id = match d.media_type.as_str() {
+                oci::MEDIA_OCI_MANIFEST | oci::MEDIA_DOCKER_MANIFEST => image.manifest.config.digest,
+                _ => d.digest.clone(),
+            };
+            (Some(image.config), id)
+        }
+        Err(_) => (config_in_index(store, d), id_of(store, d)),
+    }
 }
 
 /// Every entry of `index.json` as a row, newest first (then by repository and tag).
@@ -97,9 +117,10 @@ pub fn list(store: &Store) -> Result<Vec<Row>> {
         let mut reach = Reach::default();
         let _ = gc::walk(store, &d, &mut reach);
         let size = reach.blobs.iter().filter_map(|b| std::fs::metadata(store.blob_path(b)).ok()).map(|m| m.len()).sum();
-        let created = config_of(store, &d).and_then(|c| c.created).and_then(|c| parse_rfc3339(&c));
+        let (config, id) = config_and_id(store, &d);
+        let created = config.and_then(|c| c.created).and_then(|c| parse_rfc3339(&c));
         let (repository, tag) = split_name(d.ref_name());
-        rows.push(Row { name: d.ref_name().map(String::from), repository, tag, id: id_of(store, &d), digest: d.digest, created, size });
+        rows.push(Row { name: d.ref_name().map(String::from), repository, tag, id, digest: d.digest, created, size });
     }
     rows.sort_by(|a, b| {
         b.created.cmp(&a.created).then_with(|| a.name.is_none().cmp(&b.name.is_none())).then_with(|| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)))
@@ -129,10 +150,10 @@ pub fn lookup(store: &Store, index: &Index, s: &str) -> Result<Found> {
     if let Some(i) = parsed.as_ref().ok().and_then(|r| by_name(&r.to_string())) {
         return Ok(Found::Name(i));
     }
-    let ids: Vec<Digest> = index.manifests.iter().map(|d| id_of(store, d)).collect();
     let hex = s.strip_prefix("sha256:").unwrap_or(s);
     let is_hex = !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if is_hex && (hex.len() == 64 || !s.starts_with("sha256:")) {
+        let ids: Vec<Digest> = index.manifests.iter().map(|d| id_of(store, d)).collect();
         let exact = hex.len() == 64;
         let hits: Vec<usize> = (0..ids.len())
             .filter(|&i| {

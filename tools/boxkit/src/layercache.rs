@@ -24,7 +24,7 @@ use crate::explain;
 use crate::fsroot::Root;
 use crate::layer::{OverlayForm, Whiteouts};
 use crate::oci::Descriptor;
-use crate::store::Store;
+use crate::store::{digests_in, sync_dir, Store};
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -37,21 +37,7 @@ pub fn dir_of(root: &Path, diff_id: &Digest) -> PathBuf {
 
 /// Every layer in the cache, by diff_id.
 pub fn cached(root: &Path) -> Result<Vec<Digest>> {
-    let dir = root.join("layers").join("sha256");
-    let rd = match fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
-    };
-    let mut out = Vec::new();
-    for ent in rd {
-        let ent = ent.ctx(|| format!("read {}", dir.display()))?;
-        if let Ok(d) = format!("sha256:{}", ent.file_name().to_string_lossy()).parse::<Digest>() {
-            out.push(d);
-        }
-    }
-    out.sort();
-    Ok(out)
+    digests_in(&root.join("layers").join("sha256"))
 }
 
 /// `$BOXKIT_ROOT/layers`, created mode 0700 if missing.
@@ -141,8 +127,4 @@ pub fn empty_dir(root: &Path) -> Result<PathBuf> {
 fn remove_tree(p: &Path) -> std::io::Result<()> {
     let parent = fs::File::open(p.parent().unwrap_or(Path::new("/")))?;
     crate::fsroot::remove_all_at(parent.as_raw_fd(), p.file_name().unwrap_or_default())
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).and_then(|f| f.sync_all()).ctx(|| format!("fsync {}", dir.display()))
 }

@@ -19,7 +19,7 @@ use crate::explain;
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::reference::Reference;
 use crate::archive::{read_archive, Archive, DockerManifestItem, ANNOTATION_IMAGE_NAME};
-use crate::store::{host_platform, Store};
+use crate::store::{check_layout_version, host_platform, Store};
 use std::io::{self, Read};
 
 /// One image written to the store.
@@ -41,10 +41,7 @@ pub fn load(store: &Store, input: impl Read + Send + 'static) -> Result<Vec<Load
     let mut loaded: Vec<Loaded> = Vec::new();
     if let Some(bytes) = &a.index {
         if let Some(l) = &a.layout {
-            let v: serde_json::Value = oci::from_json(l, "oci-layout")?;
-            if !v.get("imageLayoutVersion").and_then(|v| v.as_str()).is_some_and(|v| v.starts_with("1.")) {
-                return Err(Error::invalid(format!("oci-layout: unsupported {}", String::from_utf8_lossy(l))));
-            }
+            check_layout_version(l, "oci-layout", |_| format!("oci-layout: unsupported {}", String::from_utf8_lossy(l)))?;
         }
         let index: Index = oci::from_json(bytes, "index.json")?;
         for d in &index.manifests {
@@ -104,10 +101,10 @@ fn merge(loaded: &mut Vec<Loaded>, image: Loaded) {
 
 /// A blob a document names must be in the store (from this archive or before) at its size.
 fn present(store: &Store, what: &str, d: &Descriptor) -> Result<()> {
-    match std::fs::metadata(store.blob_path(&d.digest)) {
-        Ok(m) if m.len() == d.size => Ok(()),
-        Ok(m) => Err(Error::invalid(format!("{what} {} is {} bytes, not the {} its descriptor says", d.digest, m.len(), d.size))),
-        Err(_) => Err(Error::invalid(format!("{what} {} is not in the archive", d.digest))),
+    match store.blob_len(&d.digest) {
+        Some(len) if len == d.size => Ok(()),
+        Some(len) => Err(Error::invalid(format!("{what} {} is {len} bytes, not the {} its descriptor says", d.digest, d.size))),
+        None => Err(Error::invalid(format!("{what} {} is not in the archive", d.digest))),
     }
 }
 

@@ -245,15 +245,26 @@ pub fn rfc3339(secs: i64) -> String {
 /// The creation time for new images: `$SOURCE_DATE_EPOCH` when set (reproducible builds),
 /// otherwise the epoch itself, so the same input always gives the same image digest.
 pub fn source_date_epoch() -> Result<i64> {
+    Ok(source_date_epoch_opt()?.unwrap_or(0))
+}
+
+/// `$SOURCE_DATE_EPOCH` when set (an empty value is unset), or `None`.
+pub fn source_date_epoch_opt() -> Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) if !s.is_empty() => s
             .trim()
             .parse()
+            .map(Some)
             .map_err(|_| Error::invalid(format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))),
-        _ => Ok(0),
+        _ => Ok(None),
     }
 }
 // ANCHOR_END: source_date_epoch
+
+/// The current time in seconds since the epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
 
 // ANCHOR: canonical_json
 /// Serialize a document canonically: keys in the order the struct declares, no spaces.

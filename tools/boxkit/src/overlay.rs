@@ -24,9 +24,11 @@
 use crate::bundle::{self, BundleInfo, Storage};
 use crate::error::{Context, Error, Result};
 use crate::explain;
+use crate::layer::OverlayForm;
 use crate::layercache;
 use crate::runtime;
 use crate::store::{Image, Store};
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -97,48 +99,20 @@ pub fn why_unavailable(root: &Path, bundle_parent: &Path) -> Option<String> {
 /// (extracted first where missing), an overlay of them on `rootfs/`, config.json and
 /// boxkit.json. Keep `store` open meanwhile.
 pub fn mount_bundle(store: &Store, image: &Image, name: &str, root: &Path, bundle: &Path, api: Api) -> Result<Made> {
-    if bundle.symlink_metadata().is_ok() {
-        return Err(Error::invalid(format!("bundle {} already exists", bundle.display())));
-    }
-    let parent = match bundle.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let parent = fs::canonicalize(&parent).ctx(|| format!("bundle directory {}", parent.display()))?;
-    let base = bundle.file_name().ok_or_else(|| Error::invalid(format!("bad bundle path {}", bundle.display())))?;
+    let (parent, base) = bundle_place(bundle)?;
     if let Some(why) = why_unavailable(root, &parent) {
         return Ok(Made::Unavailable(why));
     }
-    let n = image.manifest.layers.len();
-    if n > MAX_LOWERS {
-        return Err(Error::invalid(format!("the image has {n} layers; an overlay stacks at most {MAX_LOWERS}")));
-    }
+    let lowers = lowers_of(root, &image.config.rootfs.diff_ids)?; // top layer first
     let form = layercache::form_for_this_process();
-    let mut lowers = Vec::with_capacity(n.max(1));
-    for (i, (desc, diff_id)) in image.manifest.layers.iter().zip(&image.config.rootfs.diff_ids).enumerate() {
-        let dir = layercache::ensure(store, root, desc, diff_id, form)
-            .map_err(|e| e.context(format!("layer {}/{n}", i + 1)))?;
-        lowers.push(dir);
-    }
-    if lowers.is_empty() {
-        lowers.push(layercache::empty_dir(root)?);
-    }
-    lowers.reverse(); // overlayfs names the top layer first
+    cache_layers(store, image, root, form)?;
 
     // The skeleton is built aside and renamed into place before the mount, because
     // overlayfs records upperdir and workdir as the paths it was given (mountinfo shows
     // them): they must be the final ones. config.json and boxkit.json come last.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.tmp-", base.to_string_lossy()))
-        .tempdir_in(&parent)
-        .ctx(|| format!("create a temporary bundle in {}", parent.display()))?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).ctx(|| "chmod bundle")?;
+    let tmp = temp_bundle(&parent, base)?;
     explain!("mkdir {} (mode 0700: no other user may reach into the bundle), rootfs/, upper/, work/", bundle.display());
-    for (dir, mode) in [("rootfs", 0o755), ("upper", 0o755), ("work", 0o700)] {
-        fs::create_dir(tmp.path().join(dir)).ctx(|| format!("create {dir}/"))?;
-        fs::set_permissions(tmp.path().join(dir), fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {dir}/"))?;
-    }
-    copy_root_attributes(&lowers[0], &tmp.path().join("upper"))?;
+    make_skeleton(tmp.path(), &lowers[0])?;
     let tmp = tmp.keep();
     if let Err(e) = crate::unpack::rename_noreplace(&tmp, bundle) {
         let _ = fs::remove_dir_all(&tmp);
@@ -165,6 +139,54 @@ pub fn mount_bundle(store: &Store, image: &Image, name: &str, root: &Path, bundl
             Err(e)
         }
     }
+}
+
+/// Where the new bundle `bundle` goes: its directory (canonical) and its name. It must not
+/// exist yet.
+fn bundle_place(bundle: &Path) -> Result<(PathBuf, &OsStr)> {
+    if bundle.symlink_metadata().is_ok() {
+        return Err(Error::invalid(format!("bundle {} already exists", bundle.display())));
+    }
+    let parent = match bundle.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = fs::canonicalize(&parent).ctx(|| format!("bundle directory {}", parent.display()))?;
+    let base = bundle.file_name().ok_or_else(|| Error::invalid(format!("bad bundle path {}", bundle.display())))?;
+    Ok((parent, base))
+}
+
+/// A temporary directory (mode 0700) in `parent` to build the bundle `base` in.
+fn temp_bundle(parent: &Path, base: &OsStr) -> Result<tempfile::TempDir> {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.tmp-", base.to_string_lossy()))
+        .tempdir_in(parent)
+        .ctx(|| format!("create a temporary bundle in {}", parent.display()))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).ctx(|| "chmod bundle")?;
+    Ok(tmp)
+}
+
+/// Every layer of `image` in the cache of `root` (extracted in `form` where missing), and
+/// the empty directory that stands for the layers of an image with none.
+fn cache_layers(store: &Store, image: &Image, root: &Path, form: OverlayForm) -> Result<()> {
+    let n = image.manifest.layers.len();
+    for (i, (desc, diff_id)) in image.manifest.layers.iter().zip(&image.config.rootfs.diff_ids).enumerate() {
+        layercache::ensure(store, root, desc, diff_id, form).map_err(|e| e.context(format!("layer {}/{n}", i + 1)))?;
+    }
+    if n == 0 {
+        layercache::empty_dir(root)?;
+    }
+    Ok(())
+}
+
+/// `rootfs/`, `upper/` and `work/` in `dir`; `upper/` gets the root attributes of `top`,
+/// the top lower layer.
+fn make_skeleton(dir: &Path, top: &Path) -> Result<()> {
+    for (sub, mode) in [("rootfs", 0o755), ("upper", 0o755), ("work", 0o700)] {
+        fs::create_dir(dir.join(sub)).ctx(|| format!("create {sub}/"))?;
+        fs::set_permissions(dir.join(sub), fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {sub}/"))?;
+    }
+    copy_root_attributes(top, &dir.join("upper"))
 }
 // ANCHOR_END: mount_bundle
 

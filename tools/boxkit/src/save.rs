@@ -24,12 +24,12 @@
 //! or the epoch), entries in a fixed order.
 
 use crate::digest::{Digest, HashingReader};
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use crate::explain;
 use crate::explain::human_size;
 use crate::oci::{self, Descriptor, Index, Platform};
 use crate::reference::Reference;
-use crate::store::{host_platform, Image, Store};
+use crate::store::{Image, Store};
 use crate::archive::{blob_member, DockerManifestItem, ANNOTATION_IMAGE_NAME};
 use crate::tarstream::{Kind, Meta, TarWriter};
 use std::collections::BTreeMap;
@@ -50,9 +50,9 @@ pub fn save(store: &Store, names: &[String], out: impl Write) -> Result<()> {
     for e in &entries {
         let m = &e.image.manifest;
         for d in [&e.image.descriptor, &m.config].into_iter().chain(&m.layers) {
-            let len = std::fs::metadata(store.blob_path(&d.digest))
-                .map_err(|_| Error::not_found(format!("image {}: blob {} is not in the store", show(e), d.digest)))?
-                .len();
+            let len = store
+                .blob_len(&d.digest)
+                .ok_or_else(|| Error::not_found(format!("image {}: blob {} is not in the store", show(e), d.digest)))?;
             if len != d.size {
                 return Err(Error::invalid(format!("image {}: blob {} is {len} bytes, not {}", show(e), d.digest, d.size)));
             }
@@ -101,8 +101,7 @@ pub fn save(store: &Store, names: &[String], out: impl Write) -> Result<()> {
 fn collect(store: &Store, names: &[String]) -> Result<Vec<Entry>> {
     let mut entries: Vec<Entry> = Vec::new();
     for name in names {
-        let d = store.resolve(name)?;
-        let image = store.image_at(d, &host_platform()).ctx(|| format!("image {name:?}"))?;
+        let image = store.image(name)?;
         // A name with a digest, or one that is not a reference, is saved without a tag.
         let tag = Reference::parse(name).ok().filter(|r| r.digest().is_none() && r.tag().is_some());
         let i = match entries.iter().position(|e| e.image.descriptor.digest == image.descriptor.digest) {
@@ -163,7 +162,7 @@ fn documents(entries: &[Entry]) -> Vec<(&'static str, Vec<u8>)> {
     let mut docs = vec![
         ("index.json", oci::to_canonical_json(&index)),
         ("manifest.json", docker_json),
-        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+        ("oci-layout", crate::store::LAYOUT_CONTENT.to_vec()),
     ];
     if !repositories.is_empty() {
         let mut r = oci::to_canonical_json(&repositories);

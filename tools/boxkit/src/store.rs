@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const LAYOUT_FILE: &str = "oci-layout";
-const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+pub(crate) const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Largest manifest, config or index.json boxkit reads into memory.
 pub const MAX_DOCUMENT: u64 = 16 << 20;
 
@@ -62,11 +62,10 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         let marker = dir.join(LAYOUT_FILE);
         let bytes = fs::read(&marker).ctx(|| format!("{} is not an OCI image layout", dir.display()))?;
-        let v: serde_json::Value = oci::from_json(&bytes, &marker.display().to_string())?;
-        match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
-            Some(ver) if ver.starts_with("1.") => Ok(Store { dir: dir.to_path_buf(), _gc: gc_lock(dir, libc::LOCK_SH)? }),
-            other => Err(Error::invalid(format!("{}: unsupported imageLayoutVersion {other:?}", marker.display()))),
-        }
+        check_layout_version(&bytes, &marker.display().to_string(), |other| {
+            format!("{}: unsupported imageLayoutVersion {other:?}", marker.display())
+        })?;
+        Ok(Store { dir: dir.to_path_buf(), _gc: gc_lock(dir, libc::LOCK_SH)? })
     }
 
     /// Open a layout, creating an empty one if the directory has none.
@@ -100,6 +99,11 @@ impl Store {
 
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         self.dir.join("blobs").join(d.algorithm()).join(d.hex())
+    }
+
+    /// The size of a blob's file, if the store has it.
+    pub fn blob_len(&self, d: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(d)).ok().map(|m| m.len())
     }
 
     pub fn has_blob(&self, d: &Digest) -> bool {
@@ -201,9 +205,7 @@ impl Store {
                 return Ok(d.clone());
             }
             if self.has_blob(digest) {
-                let bytes = self.read_blob(digest)?;
-                let media = sniff_media_type(&bytes);
-                return Ok(Descriptor::new(&media, digest.clone(), bytes.len() as u64));
+                return self.describe(digest);
             }
         } else {
             let full = reference.to_string();
@@ -212,6 +214,19 @@ impl Store {
             }
         }
         Err(Error::not_found(format!("image {name:?} not found in {}", self.dir.display())))
+    }
+
+    /// A descriptor for a bare digest, its media type read from the document itself: its
+    /// `mediaType`, else an index if it has `manifests`, else a manifest.
+    pub fn describe(&self, digest: &Digest) -> Result<Descriptor> {
+        let bytes = self.read_blob(digest)?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let media = match v.get("mediaType").and_then(|m| m.as_str()) {
+            Some(m) => m,
+            None if v.get("manifests").is_some() => oci::MEDIA_OCI_INDEX,
+            None => oci::MEDIA_OCI_MANIFEST,
+        };
+        Ok(Descriptor::new(media, digest.clone(), bytes.len() as u64))
     }
 
     /// Load an image by name; an index is narrowed to the host's platform.
@@ -324,7 +339,16 @@ impl BlobWriter {
     // ANCHOR_END: blob_commit
 }
 
-/// The platform of this machine, as an index names it.
+/// Check the `oci-layout` file `bytes` (named `what` in errors) declares a layout version
+/// boxkit reads (1.x); `unsupported` words the error for any other (given the version found).
+pub(crate) fn check_layout_version(bytes: &[u8], what: &str, unsupported: impl FnOnce(Option<&str>) -> String) -> Result<()> {
+    let v: serde_json::Value = oci::from_json(bytes, what)?;
+    match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some(ver) if ver.starts_with("1.") => Ok(()),
+        other => Err(Error::invalid(unsupported(other))),
+    }
+}
+
 /// Take a `flock` on the layout's `blobs/` directory: `LOCK_SH` for users, `LOCK_EX` for
 /// the garbage collector, so a blob written but not yet named by `index.json` is never
 /// collected. (`index.json` has its own lock, on the layout directory.)
@@ -342,6 +366,7 @@ fn gc_lock(dir: &Path, how: libc::c_int) -> Result<Arc<File>> {
     Ok(Arc::new(f))
 }
 
+/// The platform of this machine, as an index names it.
 pub fn host_platform() -> Platform {
     Platform {
         architecture: oci::host_architecture().to_string(),
@@ -384,14 +409,6 @@ pub fn check_not_ambiguous(bytes: &[u8], digest: &Digest) -> Result<()> {
     Ok(())
 }
 
-fn sniff_media_type(bytes: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    if let Some(m) = v.get("mediaType").and_then(|m| m.as_str()) {
-        return m.to_string();
-    }
-    if v.get("manifests").is_some() { oci::MEDIA_OCI_INDEX } else { oci::MEDIA_OCI_MANIFEST }.to_string()
-}
-
 fn read_limited(f: impl Read, limit: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     f.take(limit + 1).read_to_end(&mut bytes)?;
@@ -404,6 +421,25 @@ fn read_limited(f: impl Read, limit: u64) -> io::Result<Vec<u8>> {
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {}", path.display()))
+}
+
+/// The digests an `…/sha256/` directory names (`blobs/sha256/`, `layers/sha256/`), sorted;
+/// entries whose names are not digests are skipped, and a missing directory names none.
+pub fn digests_in(dir: &Path) -> Result<Vec<Digest>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
+    };
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.ctx(|| format!("read {}", dir.display()))?;
+        if let Ok(d) = format!("sha256:{}", ent.file_name().to_string_lossy()).parse::<Digest>() {
+            out.push(d);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// fsync a directory so a rename in it survives a crash.

@@ -17,7 +17,7 @@
 //! What the mount needs is already in `boxkit.json`: the layers' diff_ids name their cached
 //! directories under `$BOXKIT_ROOT/layers`.
 
-use super::{copy_root_attributes, write_records, Made, MAX_LOWERS};
+use super::{bundle_place, cache_layers, make_skeleton, temp_bundle, write_records, Made, MAX_LOWERS};
 use crate::bundle::{self, Storage};
 use crate::error::{Context, Error, Result};
 use crate::explain;
@@ -26,7 +26,7 @@ use crate::rootless;
 use crate::store::{Image, Store};
 use crate::userns::{self, Mapping};
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The directories of an overlay that box-spawn must mount itself.
@@ -56,42 +56,19 @@ pub fn lowers_of(root: &Path, diff_ids: &[crate::digest::Digest]) -> Result<Vec<
 /// layers cached and `upper/`, `work/` made by a helper that is root of a user namespace
 /// with the maps `ids`, which config.json records. Keep `store` open meanwhile.
 pub fn prepare_bundle(store: &Store, image: &Image, name: &str, root: &Path, bundle: &Path, ids: &Mapping) -> Result<Made> {
-    if bundle.symlink_metadata().is_ok() {
-        return Err(Error::invalid(format!("bundle {} already exists", bundle.display())));
-    }
-    let parent = match bundle.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let parent = fs::canonicalize(&parent).ctx(|| format!("bundle directory {}", parent.display()))?;
-    let base = bundle.file_name().ok_or_else(|| Error::invalid(format!("bad bundle path {}", bundle.display())))?;
+    let (parent, base) = bundle_place(bundle)?;
     if let Some(why) = super::why_unavailable(root, &parent) {
         return Ok(Made::Unavailable(why));
     }
     let lowers = lowers_of(root, &image.config.rootfs.diff_ids)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.tmp-", base.to_string_lossy()))
-        .tempdir_in(&parent)
-        .ctx(|| format!("create a temporary bundle in {}", parent.display()))?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).ctx(|| "chmod bundle")?;
+    let tmp = temp_bundle(&parent, base)?;
     let skeleton = tmp.path().to_path_buf();
     // In the helper: the cache in the form a user namespace mounts, and the directories
     // the container's root (uid 0 inside, the caller outside) must write.
     let fill = || -> Result<()> {
-        let form = layercache::form_for_this_process();
-        let n = image.manifest.layers.len();
-        for (i, (desc, diff_id)) in image.manifest.layers.iter().zip(&image.config.rootfs.diff_ids).enumerate() {
-            layercache::ensure(store, root, desc, diff_id, form).map_err(|e| e.context(format!("layer {}/{n}", i + 1)))?;
-        }
-        if n == 0 {
-            layercache::empty_dir(root)?;
-        }
+        cache_layers(store, image, root, layercache::form_for_this_process())?;
         explain!("mkdir rootfs/, upper/, work/ in {} (not mounted: box-spawn mounts the overlay)", bundle.display());
-        for (dir, mode) in [("rootfs", 0o755), ("upper", 0o755), ("work", 0o700)] {
-            fs::create_dir(skeleton.join(dir)).ctx(|| format!("create {dir}/"))?;
-            fs::set_permissions(skeleton.join(dir), fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {dir}/"))?;
-        }
-        copy_root_attributes(&lowers[0], &skeleton.join("upper"))
+        make_skeleton(&skeleton, &lowers[0])
     };
     if let Err(e) = rootless::as_mapped_root(ids, fill) {
         let _ = rootless::remove_tree(&skeleton, Some(ids));
