@@ -15,7 +15,7 @@
 
 use crate::error::{Error, Result};
 use crate::layer::{OPAQUE_MARKER, WHITEOUT_PREFIX};
-use crate::mtree::{self, Entry, Node, Type};
+use crate::mtree::{self, Entry, LinkHashes, Node, Type};
 use crate::tarstream::{Kind, Meta};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -157,7 +157,7 @@ pub fn from_upper(upper: &Path) -> Result<Changes> {
 /// Is the path as the record saw it? A directory's mtime is not compared (it changes with
 /// its children, which are compared themselves). A file whose inode and ctime are the
 /// recorded ones was not written since; otherwise its content hash decides.
-fn unchanged(old: &Entry, new: &Entry, node: &Node) -> Result<bool> {
+fn unchanged(old: &Entry, new: &Entry, node: &Node, linked: &mut LinkHashes) -> Result<bool> {
     let same_meta = old.kind == new.kind
         && old.mode == new.mode
         && old.uid == new.uid
@@ -170,7 +170,7 @@ fn unchanged(old: &Entry, new: &Entry, node: &Node) -> Result<bool> {
     if new.kind != Type::File || (old.inode == new.inode && old.ctime == new.ctime) {
         return Ok(true);
     }
-    Ok(old.sha256.as_deref() == Some(mtree::hash_file(node)?.as_str()))
+    Ok(old.sha256.as_deref() == Some(linked.hash(node)?.as_str()))
 }
 // ANCHOR_END: unchanged
 
@@ -181,6 +181,7 @@ pub fn from_record(rootfs: &Path, record: &Path) -> Result<Changes> {
     // Pass 1: one small record per path of the tree as it is now.
     let mut now: Vec<(Item, bool)> = Vec::new();
     let mut dirs: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut linked = LinkHashes::default();
     mtree::walk(rootfs, &mut |node: &Node| {
         if node.path != b"." {
             refuse_whiteout_name(node.path)?;
@@ -190,7 +191,7 @@ pub fn from_record(rootfs: &Path, record: &Path) -> Result<Changes> {
             return Ok(());
         }
         let changed = match old.remove(node.path) {
-            Some(o) => !unchanged(&o, &e, node)?,
+            Some(o) => !unchanged(&o, &e, node, &mut linked)?,
             None => true,
         };
         if e.kind == Type::Dir {

@@ -24,13 +24,13 @@
 //! The walk is the one `box-export` does: depth-first, names sorted bytewise, every entry
 //! opened relative to its parent's descriptor with `O_NOFOLLOW`, metadata from `fstat`.
 
+use crate::digest::HashingReader;
 use crate::error::{Context, Error, Result};
 use crate::fsroot::{self, open_raw};
 use base64::Engine;
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
@@ -288,17 +288,30 @@ pub fn hash_file(node: &Node) -> Result<String> {
     if st.st_ino != node.st.st_ino || st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(Error::invalid(format!("{} changed while being read", at())));
     }
-    let mut f = std::fs::File::from(fd);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 128 << 10];
-    loop {
-        let n = f.read(&mut buf).ctx(|| format!("read {}", at()))?;
-        if n == 0 {
-            break;
+    let mut r = BufReader::with_capacity(128 << 10, HashingReader::new(std::fs::File::from(fd)));
+    io::copy(&mut r, &mut io::sink()).ctx(|| format!("read {}", at()))?;
+    Ok(r.into_inner().finish().0.hex().to_string())
+}
+
+/// The content hashes of the inodes with more than one name met so far, by (device, inode):
+/// a hard-linked file is read once, however many names it has.
+#[derive(Default)]
+pub struct LinkHashes(HashMap<(u64, u64), String>);
+
+impl LinkHashes {
+    /// [`hash_file`], remembered for a file with more than one link.
+    pub fn hash(&mut self, node: &Node) -> Result<String> {
+        if node.st.st_nlink <= 1 {
+            return hash_file(node);
         }
-        h.update(&buf[..n]);
+        let id = (node.st.st_dev, node.st.st_ino);
+        if let Some(h) = self.0.get(&id) {
+            return Ok(h.clone());
+        }
+        let h = hash_file(node)?;
+        self.0.insert(id, h.clone());
+        Ok(h)
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 // ANCHOR: record
@@ -309,10 +322,11 @@ pub fn record(rootfs: &Path, out: &Path) -> Result<u64> {
     let mut w = BufWriter::new(tmp.as_file_mut());
     writeln!(w, "{HEADER}").ctx(|| "write record")?;
     let mut n = 0u64;
+    let mut linked = LinkHashes::default();
     walk(rootfs, &mut |node| {
         let mut e = entry_of(node)?;
         if e.kind == Type::File {
-            e.sha256 = Some(hash_file(node)?);
+            e.sha256 = Some(linked.hash(node)?);
         }
         n += 1;
         writeln!(w, "{}", e.to_line()).ctx(|| "write record")
@@ -395,5 +409,21 @@ mod tests {
         assert_eq!(m[&b"d/f".to_vec()].sha256.as_deref(), Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"));
         assert_eq!(m[&b"l".to_vec()].link, b"/etc");
         assert_eq!(m[&b".".to_vec()].kind, Type::Dir);
+    }
+
+    #[test]
+    fn every_name_of_a_hard_linked_file_has_its_hash() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("a"), b"hello").unwrap();
+        std::fs::hard_link(root.join("a"), root.join("b")).unwrap();
+        let out = t.path().join("rec");
+        assert_eq!(record(&root, &out).unwrap(), 3);
+        let m = read(&out).unwrap();
+        let h = Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(m[&b"a".to_vec()].sha256.as_deref(), h);
+        assert_eq!(m[&b"b".to_vec()].sha256.as_deref(), h);
+        assert_eq!(m[&b"b".to_vec()].nlink, 2);
     }
 }
