@@ -16,7 +16,7 @@
 use crate::error::{Error, Result};
 use crate::layer::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::mtree::{self, Entry, LinkHashes, Node, Type};
-use crate::tarstream::{Kind, Meta};
+use crate::tarstream::{walk_order_cmp, Kind, Meta};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -247,10 +247,7 @@ pub fn from_record(rootfs: &Path, record: &Path) -> Result<Changes> {
 /// Canonical order, then hard links: the first name of an inode (in that order) carries the
 /// data, the later ones are tar hard links to it.
 fn finish(mut items: Vec<Item>) -> Vec<Item> {
-    let key = |p: &[u8]| -> Vec<Vec<u8>> {
-        if p == b"." { Vec::new() } else { p.split(|&b| b == b'/').map(|c| c.to_vec()).collect() }
-    };
-    items.sort_by_cached_key(|it| key(&it.meta.path));
+    items.sort_by(|a, b| walk_order_cmp(&a.meta.path, &b.meta.path));
     let mut first: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     for it in items.iter_mut() {
         let (Some(id), true) = (it.inode, it.nlink > 1) else { continue };

@@ -180,10 +180,7 @@ fn normalize(name: &[u8]) -> Vec<u8> {
 struct WalkOrder(Vec<u8>);
 impl Ord for WalkOrder {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let key = |p: &[u8]| -> Vec<Vec<u8>> {
-            if p == b"." { Vec::new() } else { p.split(|&b| b == b'/').map(|c| c.to_vec()).collect() }
-        };
-        key(&self.0).cmp(&key(&other.0))
+        tarstream::walk_order_cmp(&self.0, &other.0)
     }
 }
 // ANCHOR_END: walk_order
