@@ -14,7 +14,7 @@
 //! links to it.
 
 use crate::error::{Error, Result};
-use crate::layer::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layer::{self, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::mtree::{self, Entry, LinkHashes, Node, Type};
 use crate::tarstream::{walk_order_cmp, Kind, Meta};
 use std::collections::{HashMap, HashSet};
@@ -66,7 +66,7 @@ fn base(p: &[u8]) -> &[u8] {
 /// whiteout and delete something instead (THREATS.md, "committing a rootfs that holds a real
 /// file named .wh.foo").
 fn refuse_whiteout_name(path: &[u8]) -> Result<()> {
-    if base(path).starts_with(WHITEOUT_PREFIX.as_bytes()) {
+    if layer::is_whiteout_name(path) {
         return Err(Error::invalid(format!(
             "{}: a file named {WHITEOUT_PREFIX}* cannot be committed (a layer would read it as a whiteout); rename or remove it",
             show(path)
@@ -125,7 +125,7 @@ pub fn from_upper(upper: &Path) -> Result<Changes> {
         let mut xattrs = Vec::new();
         for (k, v) in &e.xattrs {
             let key = k.as_bytes();
-            let Some(what) = key.strip_prefix(b"trusted.overlay.").or_else(|| key.strip_prefix(b"user.overlay.")) else {
+            let Some(what) = layer::overlay_xattr_name(key) else {
                 xattrs.push((k.clone(), v.clone()));
                 continue;
             };

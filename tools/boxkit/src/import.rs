@@ -16,7 +16,7 @@ use crate::error::{Context, Error, Result};
 use crate::explain;
 use crate::explain::human_size;
 use crate::fsroot::CleanPath;
-use crate::layer::WHITEOUT_PREFIX;
+use crate::layer::{self, WHITEOUT_PREFIX};
 use crate::oci::{self, Descriptor, History, ImageConfig, Manifest, RootFs, RunConfig};
 use crate::reference::Reference;
 use crate::store::{BlobWriter, Store};
@@ -229,8 +229,7 @@ fn index_entries(spool: &std::fs::File) -> Result<Records> {
             continue;
         };
         let path = normalize(&meta.path);
-        let base = path.rsplit(|&b| b == b'/').next().unwrap_or(b"");
-        if base.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        if layer::is_whiteout_name(&path) {
             return Err(Error::invalid(format!(
                 "entry {:?}: a root filesystem cannot hold a whiteout file ({WHITEOUT_PREFIX}*)",
                 show(&raw)
