@@ -21,8 +21,9 @@
 //! kernel updates ctime on every write and every metadata change, and no program can set it.
 //! When they differ (a rewrite, a copied bundle), the sha256 decides.
 //!
-//! The walk is the one `box-export` does: depth-first, names sorted bytewise, every entry
-//! opened relative to its parent's descriptor with `O_NOFOLLOW`, metadata from `fstat`.
+//! The walk is the one `box-export` does ([`walk`] serves both): depth-first, names sorted
+//! bytewise, every entry opened relative to its parent's descriptor with `O_NOFOLLOW`,
+//! metadata from `fstat`.
 
 use crate::digest::HashingReader;
 use crate::error::{Context, Error, Result};
@@ -228,6 +229,8 @@ pub struct Node<'a> {
     pub dir: RawFd,
     pub name: &'a OsStr,
     pub st: &'a libc::stat,
+    /// For a directory: the directory itself, opened (with `O_NOFOLLOW` below the root).
+    pub sub: Option<RawFd>,
 }
 
 // ANCHOR: walk
@@ -237,9 +240,14 @@ pub struct Node<'a> {
 pub fn walk(root: &Path, f: &mut dyn FnMut(&Node) -> Result<()>) -> Result<()> {
     let fd = open_raw(libc::AT_FDCWD, root.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY)
         .ctx(|| format!("open {}", root.display()))?;
-    let st = fsroot::fstat(fd.as_raw_fd()).ctx(|| format!("stat {}", root.display()))?;
-    f(&Node { path: b".", dir: fd.as_raw_fd(), name: OsStr::new("."), st: &st })?;
-    walk_dir(&fd, b"", f)
+    walk_at(&fd, &root.display().to_string(), f)
+}
+
+/// [`walk`] from a directory already open, `shown` as its name in errors.
+pub fn walk_at(root: &OwnedFd, shown: &str, f: &mut dyn FnMut(&Node) -> Result<()>) -> Result<()> {
+    let st = fsroot::fstat(root.as_raw_fd()).ctx(|| format!("stat {shown}"))?;
+    f(&Node { path: b".", dir: root.as_raw_fd(), name: OsStr::new("."), st: &st, sub: Some(root.as_raw_fd()) })?;
+    walk_dir(root, b"", f)
 }
 
 fn walk_dir(dir: &OwnedFd, prefix: &[u8], f: &mut dyn FnMut(&Node) -> Result<()>) -> Result<()> {
@@ -255,10 +263,13 @@ fn walk_dir(dir: &OwnedFd, prefix: &[u8], f: &mut dyn FnMut(&Node) -> Result<()>
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue, // removed meanwhile
             Err(e) => return Err(Error::io(format!("stat {}", show(&path)), e)),
         };
-        f(&Node { path: &path, dir: dir.as_raw_fd(), name: &name, st: &st })?;
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            let sub = open_raw(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
-                .ctx(|| format!("open {}", show(&path)))?;
+        let sub = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            Some(open_raw(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW).ctx(|| format!("open {}", show(&path)))?)
+        } else {
+            None
+        };
+        f(&Node { path: &path, dir: dir.as_raw_fd(), name: &name, st: &st, sub: sub.as_ref().map(|d| d.as_raw_fd()) })?;
+        if let Some(sub) = sub {
             walk_dir(&sub, &path, f)?;
         }
     }
