@@ -21,17 +21,16 @@
 use crate::bundle::{self, Storage};
 use crate::changes;
 use crate::diff::{self, Changes};
-use crate::digest::HashingWriter;
 use crate::error::{Context, Error, Result};
 use crate::explain;
-use crate::explain::human_size;
 use crate::freeze;
 use crate::fsroot;
 use crate::mtree;
 use crate::oci::{self, Descriptor, History, Manifest};
 use crate::reference::Reference;
 use crate::store::{Image, Store};
-use crate::tarstream::{Kind, TarWriter};
+use crate::import::LayerWriter;
+use crate::tarstream::Kind;
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -210,9 +209,7 @@ fn created_by(bundle: &Path) -> String {
 fn write_layer(store: &Store, dir: &Path, changes: &Changes, sde: Option<i64>) -> Result<Layer> {
     let root = fsroot::open_raw(libc::AT_FDCWD, dir.as_os_str(), libc::O_PATH | libc::O_DIRECTORY)
         .ctx(|| format!("open {}", dir.display()))?;
-    let blob = store.blob_writer()?;
-    let gz = flate2::GzBuilder::new().write(blob, flate2::Compression::new(6));
-    let mut tar = TarWriter::new(HashingWriter::new(gz));
+    let mut tar = LayerWriter::new(store)?;
     for item in &changes.items {
         let mut meta = item.meta.clone();
         if let Some(t) = sde {
@@ -226,11 +223,8 @@ fn write_layer(store: &Store, dir: &Path, changes: &Changes, sde: Option<i64>) -
             tar.append(&meta, None).ctx(|| format!("write {}", at()))?;
         }
     }
-    let (diff_id, raw, gz) = tar.finish().ctx(|| "finish layer tar")?.finish();
-    let blob = gz.finish().ctx(|| "finish gzip stream")?;
-    let (digest, size) = blob.commit(None)?;
-    explain!("layer: diff_id {diff_id} ({}), gzip blob {digest} ({})", human_size(raw), human_size(size));
-    Ok(Layer { desc: Descriptor::new(oci::MEDIA_OCI_LAYER_GZIP, digest, size), diff_id })
+    let (diff_id, desc) = tar.finish()?;
+    Ok(Layer { desc, diff_id })
 }
 // ANCHOR_END: write_layer
 

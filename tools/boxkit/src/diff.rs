@@ -14,9 +14,9 @@
 //! links to it.
 
 use crate::error::{Error, Result};
-use crate::layer::{OPAQUE_MARKER, WHITEOUT_PREFIX};
-use crate::mtree::{self, Entry, Node, Type};
-use crate::tarstream::{Kind, Meta};
+use crate::layer::{self, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::mtree::{self, Entry, LinkHashes, Node, Type};
+use crate::tarstream::{walk_order_cmp, Kind, Meta};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -66,7 +66,7 @@ fn base(p: &[u8]) -> &[u8] {
 /// whiteout and delete something instead (THREATS.md, "committing a rootfs that holds a real
 /// file named .wh.foo").
 fn refuse_whiteout_name(path: &[u8]) -> Result<()> {
-    if base(path).starts_with(WHITEOUT_PREFIX.as_bytes()) {
+    if layer::is_whiteout_name(path) {
         return Err(Error::invalid(format!(
             "{}: a file named {WHITEOUT_PREFIX}* cannot be committed (a layer would read it as a whiteout); rename or remove it",
             show(path)
@@ -125,7 +125,7 @@ pub fn from_upper(upper: &Path) -> Result<Changes> {
         let mut xattrs = Vec::new();
         for (k, v) in &e.xattrs {
             let key = k.as_bytes();
-            let Some(what) = key.strip_prefix(b"trusted.overlay.").or_else(|| key.strip_prefix(b"user.overlay.")) else {
+            let Some(what) = layer::overlay_xattr_name(key) else {
                 xattrs.push((k.clone(), v.clone()));
                 continue;
             };
@@ -157,7 +157,7 @@ pub fn from_upper(upper: &Path) -> Result<Changes> {
 /// Is the path as the record saw it? A directory's mtime is not compared (it changes with
 /// its children, which are compared themselves). A file whose inode and ctime are the
 /// recorded ones was not written since; otherwise its content hash decides.
-fn unchanged(old: &Entry, new: &Entry, node: &Node) -> Result<bool> {
+fn unchanged(old: &Entry, new: &Entry, node: &Node, linked: &mut LinkHashes) -> Result<bool> {
     let same_meta = old.kind == new.kind
         && old.mode == new.mode
         && old.uid == new.uid
@@ -170,7 +170,7 @@ fn unchanged(old: &Entry, new: &Entry, node: &Node) -> Result<bool> {
     if new.kind != Type::File || (old.inode == new.inode && old.ctime == new.ctime) {
         return Ok(true);
     }
-    Ok(old.sha256.as_deref() == Some(mtree::hash_file(node)?.as_str()))
+    Ok(old.sha256.as_deref() == Some(linked.hash(node)?.as_str()))
 }
 // ANCHOR_END: unchanged
 
@@ -181,6 +181,7 @@ pub fn from_record(rootfs: &Path, record: &Path) -> Result<Changes> {
     // Pass 1: one small record per path of the tree as it is now.
     let mut now: Vec<(Item, bool)> = Vec::new();
     let mut dirs: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut linked = LinkHashes::default();
     mtree::walk(rootfs, &mut |node: &Node| {
         if node.path != b"." {
             refuse_whiteout_name(node.path)?;
@@ -190,7 +191,7 @@ pub fn from_record(rootfs: &Path, record: &Path) -> Result<Changes> {
             return Ok(());
         }
         let changed = match old.remove(node.path) {
-            Some(o) => !unchanged(&o, &e, node)?,
+            Some(o) => !unchanged(&o, &e, node, &mut linked)?,
             None => true,
         };
         if e.kind == Type::Dir {
@@ -246,10 +247,7 @@ pub fn from_record(rootfs: &Path, record: &Path) -> Result<Changes> {
 /// Canonical order, then hard links: the first name of an inode (in that order) carries the
 /// data, the later ones are tar hard links to it.
 fn finish(mut items: Vec<Item>) -> Vec<Item> {
-    let key = |p: &[u8]| -> Vec<Vec<u8>> {
-        if p == b"." { Vec::new() } else { p.split(|&b| b == b'/').map(|c| c.to_vec()).collect() }
-    };
-    items.sort_by_cached_key(|it| key(&it.meta.path));
+    items.sort_by(|a, b| walk_order_cmp(&a.meta.path, &b.meta.path));
     let mut first: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     for it in items.iter_mut() {
         let (Some(id), true) = (it.inode, it.nlink > 1) else { continue };

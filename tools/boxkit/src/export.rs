@@ -12,12 +12,11 @@
 use crate::error::{Context, Error, Result};
 use crate::explain;
 use crate::fsroot::{self, open_raw};
+use crate::mtree::{self, Node};
 use crate::tarstream::{Kind, Meta, TarWriter};
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 // ANCHOR: export_fn
@@ -27,11 +26,7 @@ pub fn export(rootfs: &Path, out: impl Write) -> Result<u64> {
         .ctx(|| format!("open {}", rootfs.display()))?;
     explain!("walk {} depth-first, names sorted; open each entry with openat(O_NOFOLLOW)", rootfs.display());
     let mut w = Walker { tar: TarWriter::new(out), links: HashMap::new(), count: 0 };
-    let st = fsroot::fstat(root.as_raw_fd()).ctx(|| "stat /")?;
-    let meta = meta_from_stat(b".".to_vec(), &st, Kind::Dir, fsroot::lxattrsat(root.as_raw_fd(), OsStr::new(".")).unwrap_or_default());
-    w.tar.append(&meta, None).ctx(|| "write /")?;
-    w.count += 1;
-    w.dir(&root, b"")?;
+    mtree::walk_at(&root, "/", &mut |node| w.entry(node))?;
     w.tar.finish().ctx(|| "finish tar")?;
     explain!("{} entries written", w.count);
     Ok(w.count)
@@ -46,73 +41,68 @@ struct Walker<W: Write> {
 
 // ANCHOR: walker
 impl<W: Write> Walker<W> {
-    fn dir(&mut self, dir: &OwnedFd, prefix: &[u8]) -> Result<()> {
-        let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
-        for name in fsroot::list_dir(dir.as_raw_fd()).ctx(|| format!("list /{}", show(prefix)))? {
-            let mut path = prefix.to_vec();
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(name.as_bytes());
-            let at = || format!("/{}", show(&path));
-            let st = match fsroot::lstatat(dir.as_raw_fd(), &name) {
-                Ok(st) => st,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue, // removed meanwhile
-                Err(e) => return Err(Error::io(format!("stat {}", at()), e)),
-            };
-            let xattrs = fsroot::lxattrsat(dir.as_raw_fd(), &name).ctx(|| format!("xattrs of {}", at()))?;
-            let fmt = st.st_mode & libc::S_IFMT;
-            match fmt {
-                libc::S_IFDIR => {
-                    let sub = open_raw(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
-                        .ctx(|| format!("open {}", at()))?;
-                    let st = fsroot::fstat(sub.as_raw_fd()).ctx(|| format!("stat {}", at()))?;
-                    self.tar.append(&meta_from_stat(path.clone(), &st, Kind::Dir, xattrs), None).ctx(|| format!("write {}", at()))?;
-                    self.dir(&sub, &path)?;
-                }
-                libc::S_IFREG => {
-                    let f = open_raw(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
-                        .ctx(|| format!("open {}", at()))?;
-                    let st = fsroot::fstat(f.as_raw_fd()).ctx(|| format!("stat {}", at()))?;
-                    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                        return Err(Error::invalid(format!("{} changed type while being exported", at())));
-                    }
-                    let key = (st.st_dev, st.st_ino);
-                    if st.st_nlink > 1 {
-                        if let Some(first) = self.links.get(&key) {
-                            let mut m = meta_from_stat(path.clone(), &st, Kind::Hardlink(first.clone()), xattrs);
-                            m.size = 0;
-                            self.tar.append(&m, None).ctx(|| format!("write {}", at()))?;
-                            self.count += 1;
-                            continue;
-                        }
-                        self.links.insert(key, path.clone());
-                    }
-                    let mut file = std::fs::File::from(f);
-                    self.tar
-                        .append(&meta_from_stat(path.clone(), &st, Kind::File, xattrs), Some(&mut file))
-                        .ctx(|| format!("write {}", at()))?;
-                }
-                libc::S_IFLNK => {
-                    let target = fsroot::readlinkat(dir.as_raw_fd(), &name).ctx(|| format!("readlink {}", at()))?;
-                    self.tar.append(&meta_from_stat(path.clone(), &st, Kind::Symlink(target), xattrs), None).ctx(|| format!("write {}", at()))?;
-                }
-                libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
-                    let (ma, mi) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
-                    let kind = match fmt {
-                        libc::S_IFCHR => Kind::Char(ma, mi),
-                        libc::S_IFBLK => Kind::Block(ma, mi),
-                        _ => Kind::Fifo,
-                    };
-                    self.tar.append(&meta_from_stat(path.clone(), &st, kind, xattrs), None).ctx(|| format!("write {}", at()))?;
-                }
-                _ => {
-                    explain!("skip socket {} (tar cannot hold one)", at());
-                    continue;
-                }
-            }
+    /// One path met by [`mtree::walk_at`], which opened every directory relative to its
+    /// parent's descriptor with `O_NOFOLLOW` and skipped names that vanished meanwhile.
+    fn entry(&mut self, node: &Node) -> Result<()> {
+        if node.path == b"." {
+            let meta = meta_from_stat(b".".to_vec(), node.st, Kind::Dir, fsroot::lxattrsat(node.dir, node.name).unwrap_or_default());
+            self.tar.append(&meta, None).ctx(|| "write /")?;
             self.count += 1;
+            return Ok(());
         }
+        let (dir, name, path) = (node.dir, node.name, node.path.to_vec());
+        let at = || format!("/{}", String::from_utf8_lossy(&path));
+        let st = node.st;
+        let xattrs = fsroot::lxattrsat(dir, name).ctx(|| format!("xattrs of {}", at()))?;
+        let fmt = st.st_mode & libc::S_IFMT;
+        match fmt {
+            libc::S_IFDIR => {
+                let sub = node.sub.expect("the walk opens every directory");
+                let st = fsroot::fstat(sub).ctx(|| format!("stat {}", at()))?;
+                self.tar.append(&meta_from_stat(path.clone(), &st, Kind::Dir, xattrs), None).ctx(|| format!("write {}", at()))?;
+            }
+            libc::S_IFREG => {
+                let f = open_raw(dir, name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
+                    .ctx(|| format!("open {}", at()))?;
+                let st = fsroot::fstat(f.as_raw_fd()).ctx(|| format!("stat {}", at()))?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                    return Err(Error::invalid(format!("{} changed type while being exported", at())));
+                }
+                let key = (st.st_dev, st.st_ino);
+                if st.st_nlink > 1 {
+                    if let Some(first) = self.links.get(&key) {
+                        let mut m = meta_from_stat(path.clone(), &st, Kind::Hardlink(first.clone()), xattrs);
+                        m.size = 0;
+                        self.tar.append(&m, None).ctx(|| format!("write {}", at()))?;
+                        self.count += 1;
+                        return Ok(());
+                    }
+                    self.links.insert(key, path.clone());
+                }
+                let mut file = std::fs::File::from(f);
+                self.tar
+                    .append(&meta_from_stat(path.clone(), &st, Kind::File, xattrs), Some(&mut file))
+                    .ctx(|| format!("write {}", at()))?;
+            }
+            libc::S_IFLNK => {
+                let target = fsroot::readlinkat(dir, name).ctx(|| format!("readlink {}", at()))?;
+                self.tar.append(&meta_from_stat(path.clone(), st, Kind::Symlink(target), xattrs), None).ctx(|| format!("write {}", at()))?;
+            }
+            libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
+                let (ma, mi) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
+                let kind = match fmt {
+                    libc::S_IFCHR => Kind::Char(ma, mi),
+                    libc::S_IFBLK => Kind::Block(ma, mi),
+                    _ => Kind::Fifo,
+                };
+                self.tar.append(&meta_from_stat(path.clone(), st, kind, xattrs), None).ctx(|| format!("write {}", at()))?;
+            }
+            _ => {
+                explain!("skip socket {} (tar cannot hold one)", at());
+                return Ok(());
+            }
+        }
+        self.count += 1;
         Ok(())
     }
 }

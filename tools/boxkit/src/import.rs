@@ -11,18 +11,19 @@
 
 use crate::changes;
 use crate::compress;
-use crate::digest::HashingWriter;
+use crate::digest::{Digest, HashingWriter};
 use crate::error::{Context, Error, Result};
 use crate::explain;
 use crate::explain::human_size;
 use crate::fsroot::CleanPath;
-use crate::layer::WHITEOUT_PREFIX;
+use crate::layer::{self, WHITEOUT_PREFIX};
 use crate::oci::{self, Descriptor, History, ImageConfig, Manifest, RootFs, RunConfig};
 use crate::reference::Reference;
-use crate::store::Store;
+use crate::store::{BlobWriter, Store};
 use crate::tarstream::{self, Kind, Meta, TarWriter};
+use flate2::write::GzEncoder;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 
 /// What to record in the new image besides its layer.
@@ -62,9 +63,7 @@ pub fn import(store: &Store, input: impl Read + Send + 'static, reference: &Refe
     explain!("{} entries; write them sorted by path, headers rebuilt (PAX where needed)", records.len());
 
     // 3. Write the canonical layer, gzip-compressed, hashing both forms.
-    let blob = store.blob_writer()?;
-    let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(6));
-    let mut tar = TarWriter::new(HashingWriter::new(gz));
+    let mut tar = LayerWriter::new(store)?;
     let mut first_of_inode: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     for (path, rec) in &records {
         let mut meta = rec.meta.clone();
@@ -98,11 +97,7 @@ pub fn import(store: &Store, input: impl Read + Send + 'static, reference: &Refe
         }
         write_with_data(&mut tar, &mut spool, &meta, rec.offset, path)?;
     }
-    let hashing = tar.finish().ctx(|| "finish layer tar")?;
-    let (diff_id, raw_size, gz) = hashing.finish();
-    let blob = gz.finish().ctx(|| "finish gzip stream")?;
-    let (layer_digest, layer_size) = blob.commit(None)?;
-    explain!("layer: diff_id {diff_id} ({}), gzip blob {layer_digest} ({})", human_size(raw_size), human_size(layer_size));
+    let (diff_id, layer) = tar.finish()?;
 
     // 4. Config, manifest, tag.
     let image_config = ImageConfig {
@@ -126,7 +121,7 @@ pub fn import(store: &Store, input: impl Read + Send + 'static, reference: &Refe
         schema_version: 2,
         media_type: Some(oci::MEDIA_OCI_MANIFEST.to_string()),
         config: config_desc,
-        layers: vec![Descriptor::new(oci::MEDIA_OCI_LAYER_GZIP, layer_digest, layer_size)],
+        layers: vec![layer],
         annotations: Default::default(),
         extra: Default::default(),
     };
@@ -135,6 +130,36 @@ pub fn import(store: &Store, input: impl Read + Send + 'static, reference: &Refe
     Ok(desc)
 }
 // ANCHOR_END: import_fn
+
+// ANCHOR: layer_writer
+/// A layer being written into the store: entries go into a tar, which is hashed (the
+/// diff_id), gzip-compressed at level 6 with no name and no time in its header, and written
+/// into a store blob that hashes what it receives (the digest).
+pub(crate) struct LayerWriter {
+    tar: TarWriter<HashingWriter<GzEncoder<BlobWriter>>>,
+}
+
+impl LayerWriter {
+    pub(crate) fn new(store: &Store) -> Result<LayerWriter> {
+        let gz = GzEncoder::new(store.blob_writer()?, flate2::Compression::new(6));
+        Ok(LayerWriter { tar: TarWriter::new(HashingWriter::new(gz)) })
+    }
+
+    pub(crate) fn append(&mut self, meta: &Meta, data: Option<&mut dyn Read>) -> io::Result<()> {
+        self.tar.append(meta, data)
+    }
+
+    /// End the tar and the gzip stream, commit the blob: the diff_id and the blob's
+    /// descriptor.
+    pub(crate) fn finish(self) -> Result<(Digest, Descriptor)> {
+        let (diff_id, raw, gz) = self.tar.finish().ctx(|| "finish layer tar")?.finish();
+        let blob = gz.finish().ctx(|| "finish gzip stream")?;
+        let (digest, size) = blob.commit(None)?;
+        explain!("layer: diff_id {diff_id} ({}), gzip blob {digest} ({})", human_size(raw), human_size(size));
+        Ok((diff_id, Descriptor::new(oci::MEDIA_OCI_LAYER_GZIP, digest, size)))
+    }
+}
+// ANCHOR_END: layer_writer
 
 fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
@@ -155,10 +180,7 @@ fn normalize(name: &[u8]) -> Vec<u8> {
 struct WalkOrder(Vec<u8>);
 impl Ord for WalkOrder {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let key = |p: &[u8]| -> Vec<Vec<u8>> {
-            if p == b"." { Vec::new() } else { p.split(|&b| b == b'/').map(|c| c.to_vec()).collect() }
-        };
-        key(&self.0).cmp(&key(&other.0))
+        tarstream::walk_order_cmp(&self.0, &other.0)
     }
 }
 // ANCHOR_END: walk_order
@@ -207,8 +229,7 @@ fn index_entries(spool: &std::fs::File) -> Result<Records> {
             continue;
         };
         let path = normalize(&meta.path);
-        let base = path.rsplit(|&b| b == b'/').next().unwrap_or(b"");
-        if base.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        if layer::is_whiteout_name(&path) {
             return Err(Error::invalid(format!(
                 "entry {:?}: a root filesystem cannot hold a whiteout file ({WHITEOUT_PREFIX}*)",
                 show(&raw)
@@ -284,7 +305,7 @@ fn links_to(records: &Records, path: &[u8]) -> bool {
     records.1.contains_key(path)
 }
 
-fn write_with_data<W: Write>(tar: &mut TarWriter<W>, spool: &mut std::fs::File, meta: &Meta, offset: u64, path: &[u8]) -> Result<()> {
+fn write_with_data(tar: &mut LayerWriter, spool: &mut std::fs::File, meta: &Meta, offset: u64, path: &[u8]) -> Result<()> {
     if meta.kind == Kind::File && meta.size > 0 {
         spool.seek(SeekFrom::Start(offset)).ctx(|| "seek spool")?;
         let mut data = (&*spool).take(meta.size);

@@ -74,7 +74,19 @@ impl OverlayForm {
 /// Does `key` belong to overlayfs (in either form)? A layer may not set these: they would
 /// steer the overlay (redirects, metacopy, opaque) rather than describe a file.
 pub fn is_overlay_xattr(key: &[u8]) -> bool {
-    key.starts_with(b"trusted.overlay.") || key.starts_with(b"user.overlay.")
+    overlay_xattr_name(key).is_some()
+}
+
+/// An overlayfs xattr's name without its namespace prefix (`opaque`, `redirect` …), in
+/// either form; `None` for any other xattr.
+pub fn overlay_xattr_name(key: &[u8]) -> Option<&[u8]> {
+    [OverlayForm::Trusted, OverlayForm::User].into_iter().find_map(|f| key.strip_prefix(f.prefix().as_bytes()))
+}
+
+/// Is the last component of `path` named like a whiteout (`.wh.*`, the opaque marker
+/// included)?
+pub fn is_whiteout_name(path: &[u8]) -> bool {
+    path.rsplit(|&b| b == b'/').next().unwrap_or_default().starts_with(WHITEOUT_PREFIX.as_bytes())
 }
 
 /// What one layer did.

@@ -21,16 +21,17 @@
 //! kernel updates ctime on every write and every metadata change, and no program can set it.
 //! When they differ (a rewrite, a copied bundle), the sha256 decides.
 //!
-//! The walk is the one `box-export` does: depth-first, names sorted bytewise, every entry
-//! opened relative to its parent's descriptor with `O_NOFOLLOW`, metadata from `fstat`.
+//! The walk is the one `box-export` does ([`walk`] serves both): depth-first, names sorted
+//! bytewise, every entry opened relative to its parent's descriptor with `O_NOFOLLOW`,
+//! metadata from `fstat`.
 
+use crate::digest::HashingReader;
 use crate::error::{Context, Error, Result};
 use crate::fsroot::{self, open_raw};
 use base64::Engine;
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
@@ -228,6 +229,8 @@ pub struct Node<'a> {
     pub dir: RawFd,
     pub name: &'a OsStr,
     pub st: &'a libc::stat,
+    /// For a directory: the directory itself, opened (with `O_NOFOLLOW` below the root).
+    pub sub: Option<RawFd>,
 }
 
 // ANCHOR: walk
@@ -237,9 +240,14 @@ pub struct Node<'a> {
 pub fn walk(root: &Path, f: &mut dyn FnMut(&Node) -> Result<()>) -> Result<()> {
     let fd = open_raw(libc::AT_FDCWD, root.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY)
         .ctx(|| format!("open {}", root.display()))?;
-    let st = fsroot::fstat(fd.as_raw_fd()).ctx(|| format!("stat {}", root.display()))?;
-    f(&Node { path: b".", dir: fd.as_raw_fd(), name: OsStr::new("."), st: &st })?;
-    walk_dir(&fd, b"", f)
+    walk_at(&fd, &root.display().to_string(), f)
+}
+
+/// [`walk`] from a directory already open, `shown` as its name in errors.
+pub fn walk_at(root: &OwnedFd, shown: &str, f: &mut dyn FnMut(&Node) -> Result<()>) -> Result<()> {
+    let st = fsroot::fstat(root.as_raw_fd()).ctx(|| format!("stat {shown}"))?;
+    f(&Node { path: b".", dir: root.as_raw_fd(), name: OsStr::new("."), st: &st, sub: Some(root.as_raw_fd()) })?;
+    walk_dir(root, b"", f)
 }
 
 fn walk_dir(dir: &OwnedFd, prefix: &[u8], f: &mut dyn FnMut(&Node) -> Result<()>) -> Result<()> {
@@ -255,10 +263,13 @@ fn walk_dir(dir: &OwnedFd, prefix: &[u8], f: &mut dyn FnMut(&Node) -> Result<()>
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue, // removed meanwhile
             Err(e) => return Err(Error::io(format!("stat {}", show(&path)), e)),
         };
-        f(&Node { path: &path, dir: dir.as_raw_fd(), name: &name, st: &st })?;
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            let sub = open_raw(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
-                .ctx(|| format!("open {}", show(&path)))?;
+        let sub = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            Some(open_raw(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW).ctx(|| format!("open {}", show(&path)))?)
+        } else {
+            None
+        };
+        f(&Node { path: &path, dir: dir.as_raw_fd(), name: &name, st: &st, sub: sub.as_ref().map(|d| d.as_raw_fd()) })?;
+        if let Some(sub) = sub {
             walk_dir(&sub, &path, f)?;
         }
     }
@@ -288,17 +299,30 @@ pub fn hash_file(node: &Node) -> Result<String> {
     if st.st_ino != node.st.st_ino || st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(Error::invalid(format!("{} changed while being read", at())));
     }
-    let mut f = std::fs::File::from(fd);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 128 << 10];
-    loop {
-        let n = f.read(&mut buf).ctx(|| format!("read {}", at()))?;
-        if n == 0 {
-            break;
+    let mut r = BufReader::with_capacity(128 << 10, HashingReader::new(std::fs::File::from(fd)));
+    io::copy(&mut r, &mut io::sink()).ctx(|| format!("read {}", at()))?;
+    Ok(r.into_inner().finish().0.hex().to_string())
+}
+
+/// The content hashes of the inodes with more than one name met so far, by (device, inode):
+/// a hard-linked file is read once, however many names it has.
+#[derive(Default)]
+pub struct LinkHashes(HashMap<(u64, u64), String>);
+
+impl LinkHashes {
+    /// [`hash_file`], remembered for a file with more than one link.
+    pub fn hash(&mut self, node: &Node) -> Result<String> {
+        if node.st.st_nlink <= 1 {
+            return hash_file(node);
         }
-        h.update(&buf[..n]);
+        let id = (node.st.st_dev, node.st.st_ino);
+        if let Some(h) = self.0.get(&id) {
+            return Ok(h.clone());
+        }
+        let h = hash_file(node)?;
+        self.0.insert(id, h.clone());
+        Ok(h)
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 // ANCHOR: record
@@ -309,10 +333,11 @@ pub fn record(rootfs: &Path, out: &Path) -> Result<u64> {
     let mut w = BufWriter::new(tmp.as_file_mut());
     writeln!(w, "{HEADER}").ctx(|| "write record")?;
     let mut n = 0u64;
+    let mut linked = LinkHashes::default();
     walk(rootfs, &mut |node| {
         let mut e = entry_of(node)?;
         if e.kind == Type::File {
-            e.sha256 = Some(hash_file(node)?);
+            e.sha256 = Some(linked.hash(node)?);
         }
         n += 1;
         writeln!(w, "{}", e.to_line()).ctx(|| "write record")
@@ -395,5 +420,21 @@ mod tests {
         assert_eq!(m[&b"d/f".to_vec()].sha256.as_deref(), Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"));
         assert_eq!(m[&b"l".to_vec()].link, b"/etc");
         assert_eq!(m[&b".".to_vec()].kind, Type::Dir);
+    }
+
+    #[test]
+    fn every_name_of_a_hard_linked_file_has_its_hash() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("a"), b"hello").unwrap();
+        std::fs::hard_link(root.join("a"), root.join("b")).unwrap();
+        let out = t.path().join("rec");
+        assert_eq!(record(&root, &out).unwrap(), 3);
+        let m = read(&out).unwrap();
+        let h = Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(m[&b"a".to_vec()].sha256.as_deref(), h);
+        assert_eq!(m[&b"b".to_vec()].sha256.as_deref(), h);
+        assert_eq!(m[&b"b".to_vec()].nlink, 2);
     }
 }

@@ -15,6 +15,7 @@
 use crate::error::{Context, Error, Kind, Result};
 use crate::explain;
 use crate::fsroot;
+use crate::layer;
 use crate::runtime::{Mount, Spec};
 use crate::userns::{self, Mapping};
 use nix::sched::CloneFlags;
@@ -144,8 +145,7 @@ pub fn unshift_changes(changes: &mut crate::diff::Changes, m: &Mapping) {
         maps.iter().find(|r| id >= r.host_id && id - r.host_id < r.size).map(|r| r.container_id + (id - r.host_id))
     };
     for item in changes.items.iter_mut() {
-        let name = item.meta.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
-        if name.starts_with(b".wh.") {
+        if layer::is_whiteout_name(&item.meta.path) {
             continue;
         }
         if let Some(u) = back(&m.uids, item.meta.uid) {

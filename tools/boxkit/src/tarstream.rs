@@ -268,6 +268,17 @@ fn set_bytes(field: &mut [u8], value: &[u8]) {
     field[..n].copy_from_slice(&value[..n]);
 }
 
+// ANCHOR: walk_order_cmp
+/// The order of a depth-first walk with names sorted bytewise, for layer paths (`a/b`, `.`
+/// for the root): compare component by component, the root before everything.
+pub fn walk_order_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    fn components(p: &[u8]) -> impl Iterator<Item = &[u8]> {
+        (p != b".").then_some(p).into_iter().flat_map(|p| p.split(|&c| c == b'/'))
+    }
+    components(a).cmp(components(b))
+}
+// ANCHOR_END: walk_order_cmp
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +347,29 @@ mod tests {
         let bytes = w.finish().unwrap();
         let mut ar = tar::Archive::new(&bytes[..]);
         assert_eq!(ar.entries().unwrap().map(|e| e.unwrap().path_bytes().len()).collect::<Vec<_>>(), (86..111).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn walk_order_is_component_by_component() {
+        // The key it replaces: the components, collected.
+        let key = |p: &[u8]| -> Vec<Vec<u8>> {
+            if p == b"." { Vec::new() } else { p.split(|&b| b == b'/').map(|c| c.to_vec()).collect() }
+        };
+        let names: [&[u8]; 20] = [
+            b".", b"", b"a", b"a/", b"a//b", b"a/b", b"a-b", b"a.b", b"a/b/c", b"a/b-c", b"ab", b"b",
+            b"./a", b"a/.", b"..", b".wh.a", b"a/.wh..wh..opq", b"\xff", b"\xff/a", b"A",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(walk_order_cmp(a, b), key(a).cmp(&key(b)), "{:?} vs {:?}", show(a), show(b));
+            }
+        }
+        let mut sorted = vec![&b"a-b"[..], b"a/b", b"a", b".", b"a/b/c", b"ab"];
+        sorted.sort_by(|a, b| walk_order_cmp(a, b));
+        assert_eq!(sorted, [&b"."[..], b"a", b"a/b", b"a/b/c", b"a-b", b"ab"]);
+    }
+
+    fn show(p: &[u8]) -> String {
+        String::from_utf8_lossy(p).into_owned()
     }
 }
