@@ -171,14 +171,22 @@ pub fn procs_files(h: &Hierarchy, path: &Path) -> Result<Vec<PathBuf>> {
     if !path.join("cgroup.procs").exists() {
         return Err(Error::not_found(format!("{} is not a cgroup", path.display())));
     }
-    let parent_is_boxkit = path.parent().and_then(|p| p.file_name()).map(|n| n == "boxkit").unwrap_or(false);
-    if let (true, Some(name)) = (parent_is_boxkit, path.file_name().and_then(|n| n.to_str())) {
-        let cg = Cgroup::named(h, name)?;
-        if cg.dirs().iter().any(|(_, d)| d == path) {
-            return Ok(cg.procs_files().into_iter().filter(|p| p.exists()).collect());
-        }
+    if let Some(cg) = boxkit_group(h, path)? {
+        return Ok(cg.procs_files().into_iter().filter(|p| p.exists()).collect());
     }
     Ok(vec![path.join("cgroup.procs")])
+}
+
+/// Whether `dir`'s parent is a `boxkit/` group.
+pub fn in_boxkit(dir: &Path) -> bool {
+    dir.parent().and_then(|p| p.file_name()).map(|n| n == "boxkit").unwrap_or(false)
+}
+
+/// The group at `path` if boxkit created it (`…/boxkit/NAME` in every hierarchy).
+pub fn boxkit_group(h: &Hierarchy, path: &Path) -> Result<Option<Cgroup>> {
+    let (true, Some(name)) = (in_boxkit(path), path.file_name().and_then(|n| n.to_str())) else { return Ok(None) };
+    let cg = Cgroup::named(h, name)?;
+    Ok(cg.dirs().iter().any(|(_, d)| d == path).then_some(cg))
 }
 
 /// A group boxkit created.

@@ -146,7 +146,7 @@ fn boxkit_freezer(pids: &[i32]) -> Option<(PathBuf, &'static str, &'static str)>
             }
             let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
             // v2: boxkit/NAME at the top; v1: …/boxkit/NAME below the caller's group.
-            let ours = comps.len() >= 2 && comps[comps.len() - 2] == "boxkit" && (v1 || comps.len() == 2);
+            let ours = comps.len() >= 2 && cgroup::in_boxkit(Path::new(path)) && (v1 || comps.len() == 2);
             if !ours {
                 continue;
             }

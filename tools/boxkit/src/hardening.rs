@@ -98,7 +98,7 @@ impl ContainerCgroup {
         let dirs = match given {
             Some(p) => {
                 me.procs = cgroup::procs_files(&h, p)?;
-                boxkit_group(&h, p).map(|c| c.dirs()).unwrap_or_default()
+                cgroup::boxkit_group(&h, p)?.map(|c| c.dirs()).unwrap_or_default()
             }
             None => match enclosing_boxkit_group(&h, &own) {
                 // Already in a group boxkit made (`box-cgroup-limit -- box-spawn B`): stay
@@ -170,27 +170,19 @@ fn create_own(h: &Hierarchy) -> Result<Cgroup> {
 /// The directories, per hierarchy, of our own cgroup where it is a group boxkit created
 /// (its parent is `boxkit/`); `self_cgroup` is the text of /proc/self/cgroup.
 fn enclosing_boxkit_group(h: &Hierarchy, self_cgroup: &str) -> Vec<(String, PathBuf)> {
-    let in_boxkit = |d: &Path| d.parent().and_then(|p| p.file_name()).map(|n| n == "boxkit").unwrap_or(false);
     match h {
-        Hierarchy::V1 { controllers } => controllers.iter().filter(|(_, d)| in_boxkit(d)).map(|(c, d)| (c.clone(), d.clone())).collect(),
+        Hierarchy::V1 { controllers } => controllers.iter().filter(|(_, d)| cgroup::in_boxkit(d)).map(|(c, d)| (c.clone(), d.clone())).collect(),
         Hierarchy::V2 { mount } => {
             self_cgroup
                 .lines()
                 .filter_map(cgroup::parse_cgroup_line)
                 .find(|l| l.is_v2())
                 .map(|l| mount.join(l.path.trim_start_matches('/')))
-                .filter(|d| in_boxkit(d))
+                .filter(|d| cgroup::in_boxkit(d))
                 .map(|d| vec![("unified".to_string(), d)])
                 .unwrap_or_default()
         }
     }
-}
-
-/// The group at `path` if boxkit created it (`…/boxkit/NAME` in every hierarchy).
-fn boxkit_group(h: &Hierarchy, path: &Path) -> Option<Cgroup> {
-    let parent_is_boxkit = path.parent()?.file_name()? == "boxkit";
-    let cg = Cgroup::named(h, path.file_name()?.to_str()?).ok()?;
-    (parent_is_boxkit && cg.dirs().iter().any(|(_, d)| d == path)).then_some(cg)
 }
 
 /// Every capability box-spawn itself may pass on: all the kernel knows, less any already
