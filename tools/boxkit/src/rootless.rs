@@ -46,9 +46,7 @@ pub fn as_mapped_root(m: &Mapping, f: impl FnOnce() -> Result<()>) -> Result<()>
         let code = match result {
             Ok(()) => 0,
             Err(e) => {
-                let mut w = std::fs::File::from(err_w);
-                let _ = w.write_all(&[if e.kind() == Kind::Invalid { b'i' } else { b's' }]);
-                let _ = w.write_all(e.to_string().as_bytes());
+                let _ = std::fs::File::from(err_w).write_all(&e.to_report());
                 1
             }
         };
@@ -66,8 +64,7 @@ pub fn as_mapped_root(m: &Mapping, f: impl FnOnce() -> Result<()>) -> Result<()>
     let _ = std::fs::File::from(err_r).read_to_end(&mut report);
     let status = waitpid(child, None).ctx(|| "wait for the user namespace helper")?;
     if !report.is_empty() {
-        let kind = if report[0] == b'i' { Kind::Invalid } else { Kind::System };
-        return Err(Error::new(kind, String::from_utf8_lossy(&report[1..]).into_owned()));
+        return Err(Error::from_report(&report));
     }
     match status {
         WaitStatus::Exited(_, 0) => Ok(()),

@@ -154,15 +154,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
         let result = child(&bundle, &rootfs, spec, &process, opts, err_w.as_raw_fd(), sync);
         // Only reached on failure: report it and die.
         let e = result.err().unwrap_or_else(|| Error::invalid("execve returned"));
-        let code: u8 = match e.kind() {
-            Kind::NotExecutable => b'x',
-            Kind::CommandNotFound => b'n',
-            Kind::Invalid => b'i',
-            _ => b's',
-        };
-        let mut w = std::fs::File::from(err_w);
-        let _ = w.write_all(&[code]);
-        let _ = w.write_all(e.to_string().as_bytes());
+        let _ = std::fs::File::from(err_w).write_all(&e.to_report());
         // SAFETY: leave the child at once, without running the parent's exit handlers.
         unsafe { libc::_exit(125) };
     }
@@ -181,13 +173,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     if !report.is_empty() {
         let _ = waitpid(child_pid, None);
         let _ = old_mask.thread_set_mask();
-        let kind = match report[0] {
-            b'x' => Kind::NotExecutable,
-            b'n' => Kind::CommandNotFound,
-            b'i' => Kind::Invalid,
-            _ => Kind::System,
-        };
-        return Err(Error::new(kind, String::from_utf8_lossy(&report[1..]).into_owned()));
+        return Err(Error::from_report(&report));
     }
     if let Some(hook) = &opts.on_start {
         (hook.0)(child_pid.as_raw());
@@ -317,12 +303,7 @@ fn run_init(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
             let _ = set.thread_unblock();
             let e = exec_process(p, None, seccomp).unwrap_err();
             let _ = writeln!(std::io::stderr(), "box-spawn: {e}");
-            let code = match e.kind() {
-                Kind::NotExecutable => 126,
-                Kind::CommandNotFound => 127,
-                _ => 125,
-            };
-            unsafe { libc::_exit(code) };
+            unsafe { libc::_exit(e.kind().runner_exit_code()) };
         }
         nix::unistd::ForkResult::Parent { child } => {
             close_fds_from(3);
