@@ -123,7 +123,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     let rootfs = std::fs::canonicalize(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
     // A cgroup namespace is made in the child, once it is in its cgroup (hardening.rs).
     let mut flags = clone_flags(spec)? - CloneFlags::CLONE_NEWCGROUP;
-    let mapping = userns::choose(spec, opts.userns, &userns::Caller::current())?;
+    let mapping = userns::choose(spec, opts.userns, nix::unistd::geteuid().as_raw(), userns::Caller::current)?;
     if let Some(m) = &mapping {
         rootless::check_reachable(&rootfs, m)?;
     }
