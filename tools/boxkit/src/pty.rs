@@ -16,8 +16,8 @@
 use crate::error::{Context, Error, Result};
 use crate::explain;
 use crate::fsroot::{self, CleanPath, Root};
+use crate::spawn::{forward, reap};
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -245,30 +245,13 @@ pub fn supervise(child: Pid, blocked: &SigSet, t: &Terminal) -> Result<i32> {
                             copy_winsize(from, t.master);
                         }
                     }
-                    sig => {
-                        explain!("forward {sig} to pid {child}");
-                        let _ = nix::sys::signal::kill(child, sig);
-                    }
+                    sig => forward(child, sig),
                 }
             }
         }
     }
 }
 // ANCHOR_END: supervise
-
-/// Reap exited children; the status of `child` once it has exited.
-fn reap(child: Pid) -> Result<Option<i32>> {
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(p, code)) if p == child => return Ok(Some(code)),
-            Ok(WaitStatus::Signaled(p, s, _)) if p == child => return Ok(Some(128 + s as i32)),
-            Ok(WaitStatus::StillAlive) => return Ok(None),
-            Err(nix::errno::Errno::ECHILD) => return Err(Error::new(crate::Kind::System, format!("process {child} vanished without an exit status"))),
-            Ok(_) => continue,
-            Err(e) => return Err(Error::io("waitpid", e.into())),
-        }
-    }
-}
 
 /// What the container wrote before it exited and we have not copied yet.
 fn drain(master: RawFd, output: RawFd, buf: &mut [u8]) {

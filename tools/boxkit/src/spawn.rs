@@ -81,6 +81,13 @@ pub fn forwarded_set() -> SigSet {
     s
 }
 
+/// [`forwarded_set`] and SIGCHLD: what a supervisor blocks, then waits for.
+pub fn supervised_set() -> SigSet {
+    let mut s = forwarded_set();
+    s.add(Signal::SIGCHLD);
+    s
+}
+
 // ANCHOR: clone_flags
 /// The namespace flags config.json asks for.
 fn clone_flags(spec: &Spec) -> Result<CloneFlags> {
@@ -136,8 +143,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     // Signals arriving from now on wait in the queue until the loop below forwards them.
     let old_mask = SigSet::thread_get_mask().ctx(|| "read signal mask")?;
-    let mut blocked = forwarded_set();
-    blocked.add(Signal::SIGCHLD);
+    let blocked = supervised_set();
     blocked.thread_block().ctx(|| "block signals")?;
 
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe")?;
@@ -194,23 +200,33 @@ pub fn supervise(child: Pid, blocked: &SigSet) -> Result<i32> {
     loop {
         let sig = blocked.wait().ctx(|| "sigwait")?;
         if sig == Signal::SIGCHLD {
-            loop {
-                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(p, code)) if p == child => return Ok(code),
-                    Ok(WaitStatus::Signaled(p, s, _)) if p == child => return Ok(128 + s as i32),
-                    Ok(WaitStatus::StillAlive) => break,
-                    Err(nix::errno::Errno::ECHILD) => {
-                        return Err(Error::new(Kind::System, format!("process {child} vanished without an exit status")))
-                    }
-                    Ok(_) => continue,
-                    Err(e) => return Err(Error::io("waitpid", e.into())),
-                }
+            if let Some(code) = reap(child)? {
+                return Ok(code);
             }
         } else {
-            explain!("forward {sig} to pid {child}");
-            let _ = nix::sys::signal::kill(child, sig);
+            forward(child, sig);
         }
     }
+}
+
+/// Reap exited children; the status of `child` once it has exited.
+pub(crate) fn reap(child: Pid) -> Result<Option<i32>> {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == child => return Ok(Some(code)),
+            Ok(WaitStatus::Signaled(p, s, _)) if p == child => return Ok(Some(128 + s as i32)),
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Err(nix::errno::Errno::ECHILD) => return Err(Error::new(Kind::System, format!("process {child} vanished without an exit status"))),
+            Ok(_) => continue,
+            Err(e) => return Err(Error::io("waitpid", e.into())),
+        }
+    }
+}
+
+/// Pass a signal box-spawn received on to the container.
+pub(crate) fn forward(child: Pid, sig: Signal) {
+    explain!("forward {sig} to pid {child}");
+    let _ = nix::sys::signal::kill(child, sig);
 }
 // ANCHOR_END: supervise
 
@@ -289,8 +305,7 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
 /// `--init`: stay as PID 1, run the command as PID 2, forward signals to it, reap every
 /// orphan that the kernel reparents to us, and exit with the command's status.
 fn run_init(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
-    let mut set = forwarded_set();
-    set.add(Signal::SIGCHLD);
+    let set = supervised_set();
     set.thread_block().ctx(|| "block signals")?;
     // Not dumpable, from before the fork: no process in the container may open /proc/1/exe,
     // the host's box-spawn binary (runc CVE-2019-5736). The command's own execve makes it
