@@ -240,10 +240,9 @@ fn processes_in_one(pid: i32, rootfs: &Path) -> bool {
     }
 }
 
-/// The state letter of /proc/PID/stat (after the command name, which may hold spaces).
+/// The state letter of /proc/PID/stat.
 fn state(pid: i32) -> Option<char> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s[s.rfind(')')? + 1..].trim_start().chars().next()
+    crate::state::proc_stat(pid).map(|(state, _)| state)
 }
 
 fn pidfd_signal(fd: RawFd, sig: i32) -> std::io::Result<()> {
