@@ -330,13 +330,12 @@ pub fn enter_cgroup_ns(plan: &Plan) -> Result<()> {
 /// then the tmpfs itself made read-only. Inside the cgroup namespace each shows the
 /// container's own group as its root.
 pub fn mount_cgroup_tree(plan: &Plan) -> Result<()> {
-    const SYSFS_MAGIC: i64 = 0x6265_6572;
     let base = Path::new("/sys/fs/cgroup");
     if plan.cgroup_mounts.is_empty() || !std::fs::symlink_metadata(base).map(|m| m.is_dir()).unwrap_or(false) {
         return Ok(());
     }
     // Only on the sysfs mounted a moment ago, never on a directory of the image.
-    let on_sysfs = nix::sys::statfs::statfs("/sys").map(|s| s.filesystem_type().0 as i64 == SYSFS_MAGIC).unwrap_or(false);
+    let on_sysfs = nix::sys::statfs::statfs("/sys").map(|s| s.filesystem_type() == nix::sys::statfs::SYSFS_MAGIC).unwrap_or(false);
     if !on_sysfs {
         return Ok(());
     }

@@ -137,18 +137,15 @@ fn file_caps(dirfd: i32, name: &OsStr) -> Option<Vec<u8>> {
 /// markers (`.wh.*`, made by the diff, not read from disk) and ids outside the maps keep
 /// theirs.
 pub fn unshift_changes(changes: &mut crate::diff::Changes, m: &Mapping) {
-    let back = |maps: &[userns::IdMap], id: u32| {
-        maps.iter().find(|r| id >= r.host_id && id - r.host_id < r.size).map(|r| r.container_id + (id - r.host_id))
-    };
     for item in changes.items.iter_mut() {
         let name = item.meta.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
         if name.starts_with(b".wh.") {
             continue;
         }
-        if let Some(u) = back(&m.uids, item.meta.uid) {
+        if let Some(u) = userns::to_container(&m.uids, item.meta.uid) {
             item.meta.uid = u;
         }
-        if let Some(g) = back(&m.gids, item.meta.gid) {
+        if let Some(g) = userns::to_container(&m.gids, item.meta.gid) {
             item.meta.gid = g;
         }
     }

@@ -125,9 +125,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     if process.args.is_empty() {
         return Err(Error::invalid("no command to run: config.json has no args and none were given"));
     }
-    let root_path = spec.root.as_ref().map(|r| r.path.clone()).unwrap_or_else(|| "rootfs".into());
-    let rootfs = bundle.join(&root_path);
-    let rootfs = std::fs::canonicalize(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
+    let rootfs = crate::runopts::rootfs_of(&bundle, spec)?;
     // A cgroup namespace is made in the child, once it is in its cgroup (hardening.rs).
     let mut flags = clone_flags(spec)? - CloneFlags::CLONE_NEWCGROUP;
     let mapping = userns::choose(spec, opts.userns, nix::unistd::geteuid().as_raw(), userns::Caller::current)?;
@@ -274,9 +272,9 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
     }
     if spec.mounts.iter().any(|m| m.destination == "/dev") {
         mount::populate_dev(&root)?;
-    }
-    if let Some(t) = opts.terminal.as_ref().filter(|_| spec.mounts.iter().any(|m| m.destination == "/dev")) {
-        crate::pty::bind_console(&root, t.slave)?;
+        if let Some(t) = &opts.terminal {
+            crate::pty::bind_console(&root, t.slave)?;
+        }
     }
     drop(root);
     if let Some(h) = &spec.hostname {
@@ -321,7 +319,7 @@ fn run_init(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
             unsafe { libc::_exit(e.kind().runner_exit_code()) };
         }
         nix::unistd::ForkResult::Parent { child } => {
-            close_fds_from(3);
+            close_range(3, u32::MAX);
             // PID 1 keeps only what the command gets: its user, capabilities, no_new_privs
             // and seccomp filter (waiting and killing need nothing more).
             let confined = confine(p, seccomp)
@@ -508,10 +506,10 @@ fn loopback_up() {
     }
 }
 
-/// Close every descriptor from `first` on.
-fn close_fds_from(first: u32) {
+/// Close every descriptor from `first` to `last`, with close_range(2).
+fn close_range(first: u32, last: u32) {
     // SAFETY: close_range(2) on our own descriptor table.
-    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
 }
 
 /// Close every descriptor above 2 but `keep` (the close-on-exec error pipe), with
@@ -519,15 +517,10 @@ fn close_fds_from(first: u32) {
 fn close_fds_except(keep: Option<RawFd>) {
     match keep {
         Some(k) if k > 3 => {
-            close_fds_between(3, k as u32 - 1);
-            close_fds_from(k as u32 + 1);
+            close_range(3, k as u32 - 1);
+            close_range(k as u32 + 1, u32::MAX);
         }
-        Some(3) => close_fds_from(4),
-        _ => close_fds_from(3),
+        Some(3) => close_range(4, u32::MAX),
+        _ => close_range(3, u32::MAX),
     }
-}
-
-fn close_fds_between(first: u32, last: u32) {
-    // SAFETY: close_range(2) on our own descriptor table.
-    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
 }

@@ -104,6 +104,13 @@ pub fn to_host(maps: &[IdMap], id: u32) -> Option<u32> {
         .map(|m| m.host_id + (id - m.container_id))
 }
 
+/// The id inside that the host id `id` maps to, if any.
+pub fn to_container(maps: &[IdMap], id: u32) -> Option<u32> {
+    maps.iter()
+        .find(|m| id >= m.host_id && id - m.host_id < m.size)
+        .map(|m| m.container_id + (id - m.host_id))
+}
+
 // ANCHOR: subids
 /// The ranges `(start, count)` that /etc/subuid or /etc/subgid text grants a user, named
 /// either by login name or by number (subuid(5)).
