@@ -164,11 +164,7 @@ fn report_oom(command: &str, code: i32, oom_kills: u64, limit: Option<u64>) {
 
 /// Start `argv` inside `cg` (it joins before exec) and wait for it, forwarding signals.
 fn run_in(cg: &Cgroup, argv: &[String]) -> boxkit::Result<i32> {
-    let blocked = {
-        let mut s = boxkit::spawn::forwarded_set();
-        s.add(nix::sys::signal::Signal::SIGCHLD);
-        s
-    };
+    let blocked = boxkit::spawn::supervised_set();
     let old = nix::sys::signal::SigSet::thread_get_mask().map_err(|e| boxkit::Error::io("sigprocmask", e.into()))?;
     blocked.thread_block().map_err(|e| boxkit::Error::io("sigprocmask", e.into()))?;
     // ANCHOR: join_before_exec

@@ -57,9 +57,7 @@ pub enum ExitCodes {
 fn code_for(kind: Kind, codes: ExitCodes) -> i32 {
     match (codes, kind) {
         (ExitCodes::Standard, _) => 1,
-        (ExitCodes::Runner, Kind::NotExecutable) => 126,
-        (ExitCodes::Runner, Kind::CommandNotFound) => 127,
-        (ExitCodes::Runner, _) => 125,
+        (ExitCodes::Runner, kind) => kind.runner_exit_code(),
     }
 }
 

@@ -66,6 +66,53 @@ fn words(text: &str) -> Vec<&str> {
     text.split_whitespace().collect()
 }
 
+/// The fields boxkit reads from one line of /proc/PID/mountinfo (proc(5)):
+/// `id parent major:minor root mountpoint options [optional…] - fstype source superopts`.
+/// `mount_point` is as the kernel wrote it, with `\ooo` escapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountInfoLine<'a> {
+    pub root: &'a str,
+    pub mount_point: &'a str,
+    pub fstype: &'a str,
+    pub super_opts: &'a str,
+}
+
+/// Split one mountinfo line; `None` for a line without the fields.
+pub fn parse_mountinfo_line(line: &str) -> Option<MountInfoLine<'_>> {
+    let (pre, post) = line.split_once(" - ")?;
+    let (pre, post) = (words(pre), words(post));
+    if pre.len() < 5 || post.len() < 3 {
+        return None;
+    }
+    Some(MountInfoLine { root: pre[3], mount_point: pre[4], fstype: post[0], super_opts: post[2] })
+}
+
+/// One line of /proc/PID/cgroup (cgroups(7)): `hierarchy-id:controller,list:path`, and
+/// `0::path` for the unified hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcCgroupLine<'a> {
+    pub id: &'a str,
+    pub controllers: &'a str,
+    pub path: &'a str,
+}
+
+impl ProcCgroupLine<'_> {
+    /// The line of the unified (v2) hierarchy.
+    pub fn is_v2(&self) -> bool {
+        self.id == "0" && self.controllers.is_empty()
+    }
+    /// The hierarchy has `controller` bound to it.
+    pub fn has(&self, controller: &str) -> bool {
+        self.controllers.split(',').any(|c| c == controller)
+    }
+}
+
+/// Split one /proc/PID/cgroup line; `None` for a line without its three fields.
+pub fn parse_cgroup_line(line: &str) -> Option<ProcCgroupLine<'_>> {
+    let mut parts = line.splitn(3, ':');
+    Some(ProcCgroupLine { id: parts.next()?, controllers: parts.next()?, path: parts.next()? })
+}
+
 // ANCHOR: detect
 /// Find the hierarchies from the text of /proc/self/mountinfo and /proc/self/cgroup; paths
 /// are taken below `fs_root` (`/` on a real system).
@@ -74,13 +121,8 @@ pub fn detect(mountinfo: &str, self_cgroup: &str, fs_root: &Path) -> Result<Hier
     let mut v2 = Vec::new();
     let mut v1 = BTreeMap::new();
     for line in mountinfo.lines() {
-        // id parent major:minor root mountpoint options [optional…] - fstype source superopts
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
-        let (pre, post) = (words(pre), words(post));
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let (mountpoint, fstype, superopts) = (unescape(pre[4]), post[0], post[2]);
+        let Some(m) = parse_mountinfo_line(line) else { continue };
+        let (mountpoint, fstype, superopts) = (unescape(m.mount_point), m.fstype, m.super_opts);
         match fstype {
             "cgroup2" => v2.push(under(&mountpoint)),
             "cgroup" => {
@@ -90,9 +132,9 @@ pub fn detect(mountinfo: &str, self_cgroup: &str, fs_root: &Path) -> Result<Hier
                         // (hierarchy-id:controller,list:path).
                         let own = self_cgroup
                             .lines()
-                            .filter_map(|l| l.splitn(3, ':').collect::<Vec<_>>().try_into().ok())
-                            .find(|[_, ctl, _]: &[&str; 3]| ctl.split(',').any(|c| c == opt))
-                            .map(|[_, _, path]| path.to_string())
+                            .filter_map(parse_cgroup_line)
+                            .find(|l| l.has(opt))
+                            .map(|l| l.path.to_string())
                             .unwrap_or_else(|| "/".into());
                         v1.insert(opt.to_string(), under(&mountpoint).join(own.trim_start_matches('/')));
                     }
@@ -129,14 +171,22 @@ pub fn procs_files(h: &Hierarchy, path: &Path) -> Result<Vec<PathBuf>> {
     if !path.join("cgroup.procs").exists() {
         return Err(Error::not_found(format!("{} is not a cgroup", path.display())));
     }
-    let parent_is_boxkit = path.parent().and_then(|p| p.file_name()).map(|n| n == "boxkit").unwrap_or(false);
-    if let (true, Some(name)) = (parent_is_boxkit, path.file_name().and_then(|n| n.to_str())) {
-        let cg = Cgroup::named(h, name)?;
-        if cg.dirs().iter().any(|(_, d)| d == path) {
-            return Ok(cg.procs_files().into_iter().filter(|p| p.exists()).collect());
-        }
+    if let Some(cg) = boxkit_group(h, path)? {
+        return Ok(cg.procs_files().into_iter().filter(|p| p.exists()).collect());
     }
     Ok(vec![path.join("cgroup.procs")])
+}
+
+/// Whether `dir`'s parent is a `boxkit/` group.
+pub fn in_boxkit(dir: &Path) -> bool {
+    dir.parent().and_then(|p| p.file_name()).map(|n| n == "boxkit").unwrap_or(false)
+}
+
+/// The group at `path` if boxkit created it (`…/boxkit/NAME` in every hierarchy).
+pub fn boxkit_group(h: &Hierarchy, path: &Path) -> Result<Option<Cgroup>> {
+    let (true, Some(name)) = (in_boxkit(path), path.file_name().and_then(|n| n.to_str())) else { return Ok(None) };
+    let cg = Cgroup::named(h, name)?;
+    Ok(cg.dirs().iter().any(|(_, d)| d == path).then_some(cg))
 }
 
 /// A group boxkit created.

@@ -27,10 +27,8 @@ pub fn fill_if_empty(image: &Root, target: &CleanPath, data: &Path) -> Result<()
         .ctx(|| format!("open {}", data.display()))?;
     // One filler at a time: a second container starting on the same new volume waits,
     // then finds it full.
-    // SAFETY: flock(2) on a descriptor we own; released when `dst` is closed.
-    if unsafe { libc::flock(dst.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(Error::io(format!("lock {}", data.display()), std::io::Error::last_os_error()));
-    }
+    // Released when `dst` is closed.
+    fsroot::flock(&dst, libc::LOCK_EX).ctx(|| format!("lock {}", data.display()))?;
     if !fsroot::list_dir(dst.as_raw_fd()).ctx(|| format!("read {}", data.display()))?.is_empty() {
         return Ok(());
     }

@@ -20,15 +20,6 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// The exit status a failure to start stands for (as `boxkit-cli` maps it).
-fn code_of(e: &Error) -> i32 {
-    match e.kind() {
-        Kind::NotExecutable => 126,
-        Kind::CommandNotFound => 127,
-        _ => 125,
-    }
-}
-
 // ANCHOR: run_recorded
 /// Run the container, writing its state to `dir/state.json` as it goes: `created` now,
 /// `running` with its pid once its command runs, `exited` with its status at the end.
@@ -58,7 +49,8 @@ pub fn run_recorded(dir: &Path, mut st: State, bundle: &Path, spec: &Spec, mut o
     match &result {
         Ok(code) => s.exit_code = Some(*code),
         Err(e) => {
-            s.exit_code = Some(code_of(e));
+            // The exit status a failure to start stands for (as `boxkit-cli` maps it).
+            s.exit_code = Some(e.kind().runner_exit_code());
             s.error = Some(e.to_string());
         }
     }
@@ -90,15 +82,7 @@ pub fn detach(dir: &Path, st: State, bundle: &Path, spec: &Spec, opts: SpawnOpti
             let _ = nix::sys::wait::waitpid(child, None);
             match report.split_first() {
                 Some((b'o', _)) => Ok(()),
-                Some((k, msg)) => Err(Error::new(
-                    match k {
-                        b'x' => Kind::NotExecutable,
-                        b'n' => Kind::CommandNotFound,
-                        b'i' => Kind::Invalid,
-                        _ => Kind::System,
-                    },
-                    String::from_utf8_lossy(msg).into_owned(),
-                )),
+                Some(_) => Err(Error::from_report(&report)),
                 None => Err(Error::new(Kind::System, "the supervisor exited before the container started")),
             }
         }
@@ -131,13 +115,7 @@ pub fn detach(dir: &Path, st: State, bundle: &Path, spec: &Spec, opts: SpawnOpti
             let result = run_recorded(dir, st, &bundle, spec, opts);
             if let Err(e) = &result {
                 if let Some(mut w) = ready.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    let k = match e.kind() {
-                        Kind::NotExecutable => b'x',
-                        Kind::CommandNotFound => b'n',
-                        Kind::Invalid => b'i',
-                        _ => b's',
-                    };
-                    let _ = w.write_all(&[k]).and_then(|_| w.write_all(e.to_string().as_bytes()));
+                    let _ = w.write_all(&e.to_report());
                 } else {
                     let _ = writeln!(std::io::stderr(), "box-spawn: {e}");
                 }

@@ -22,6 +22,27 @@ pub enum Kind {
     CommandNotFound,
 }
 
+impl Kind {
+    /// The exit status of a runner (box-spawn, box-cgroup-limit) that failed this way: 126
+    /// when the command was not executable, 127 when it was not found, 125 otherwise.
+    pub fn runner_exit_code(self) -> i32 {
+        match self {
+            Kind::NotExecutable => 126,
+            Kind::CommandNotFound => 127,
+            _ => 125,
+        }
+    }
+
+    fn report_byte(self) -> u8 {
+        match self {
+            Kind::NotExecutable => b'x',
+            Kind::CommandNotFound => b'n',
+            Kind::Invalid => b'i',
+            _ => b's',
+        }
+    }
+}
+
 /// A library error: a kind, a one-line message with its context, and the OS error if any.
 #[derive(Debug)]
 pub struct Error {
@@ -56,6 +77,23 @@ impl Error {
     /// The raw OS error number, when this error came from a system call.
     pub fn errno(&self) -> Option<i32> {
         self.source.as_ref().and_then(|e| e.raw_os_error())
+    }
+    /// The error as a child process reports it to its parent through a pipe: one byte for
+    /// the kind (NotFound and System both become System), then the message.
+    pub fn to_report(&self) -> Vec<u8> {
+        let mut r = vec![self.kind.report_byte()];
+        r.extend_from_slice(self.to_string().as_bytes());
+        r
+    }
+    /// The error a child reported with [`Error::to_report`] (`report` must not be empty).
+    pub fn from_report(report: &[u8]) -> Self {
+        let kind = match report[0] {
+            b'x' => Kind::NotExecutable,
+            b'n' => Kind::CommandNotFound,
+            b'i' => Kind::Invalid,
+            _ => Kind::System,
+        };
+        Error::new(kind, String::from_utf8_lossy(&report[1..]).into_owned())
     }
     /// Prefix the message with more context: `layer sha256:…: entry "x": …`.
     pub fn context(mut self, what: impl fmt::Display) -> Self {

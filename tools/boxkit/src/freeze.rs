@@ -20,6 +20,7 @@
 //! Thawing is a `Drop`: it runs on every return, error or panic. SIGINT, SIGTERM and SIGHUP
 //! are held back (blocked) while the container is frozen, and delivered after the thaw.
 
+use crate::cgroup;
 use crate::error::{Context, Error, Result};
 use crate::explain;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -138,16 +139,14 @@ fn boxkit_freezer(pids: &[i32]) -> Option<(PathBuf, &'static str, &'static str)>
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else { continue };
         let mut found = None;
         for line in text.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (id, ctl, path) = (parts.next()?, parts.next()?, parts.next()?);
-            let v2 = id == "0" && ctl.is_empty();
-            let v1 = ctl.split(',').any(|c| c == "freezer");
+            let l = cgroup::parse_cgroup_line(line)?;
+            let (v2, v1, path) = (l.is_v2(), l.has("freezer"), l.path);
             if !(v1 || v2) {
                 continue;
             }
             let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
             // v2: boxkit/NAME at the top; v1: …/boxkit/NAME below the caller's group.
-            let ours = comps.len() >= 2 && comps[comps.len() - 2] == "boxkit" && (v1 || comps.len() == 2);
+            let ours = comps.len() >= 2 && cgroup::in_boxkit(Path::new(path)) && (v1 || comps.len() == 2);
             if !ours {
                 continue;
             }
@@ -176,7 +175,7 @@ fn boxkit_freezer(pids: &[i32]) -> Option<(PathBuf, &'static str, &'static str)>
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let g = group?;
     let gdir = g.0.parent()?.to_string_lossy().into_owned();
-    if own.lines().filter_map(|l| l.splitn(3, ':').nth(2)).any(|p| p != "/" && gdir.ends_with(p)) {
+    if own.lines().filter_map(cgroup::parse_cgroup_line).map(|l| l.path).any(|p| p != "/" && gdir.ends_with(p)) {
         return None;
     }
     Some(g)
@@ -186,12 +185,9 @@ fn boxkit_freezer(pids: &[i32]) -> Option<(PathBuf, &'static str, &'static str)>
 /// Where the cgroup2 hierarchy, or the v1 hierarchy with the freezer, is mounted (its
 /// mount root must be the hierarchy's root, as on the host).
 fn mount_of(mountinfo: &str, fstype: &str, freezer: bool) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (pre, post) = line.split_once(" - ")?;
-        let pre: Vec<&str> = pre.split_whitespace().collect();
-        let post: Vec<&str> = post.split_whitespace().collect();
-        let ok = post.first() == Some(&fstype) && pre.get(3) == Some(&"/") && (!freezer || post.get(2)?.split(',').any(|o| o == "freezer"));
-        ok.then(|| PathBuf::from(pre[4]))
+    mountinfo.lines().filter_map(cgroup::parse_mountinfo_line).find_map(|m| {
+        let ok = m.fstype == fstype && m.root == "/" && (!freezer || m.super_opts.split(',').any(|o| o == "freezer"));
+        ok.then(|| PathBuf::from(m.mount_point))
     })
 }
 
@@ -244,10 +240,9 @@ fn processes_in_one(pid: i32, rootfs: &Path) -> bool {
     }
 }
 
-/// The state letter of /proc/PID/stat (after the command name, which may hold spaces).
+/// The state letter of /proc/PID/stat.
 fn state(pid: i32) -> Option<char> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s[s.rfind(')')? + 1..].trim_start().chars().next()
+    crate::state::proc_stat(pid).map(|(state, _)| state)
 }
 
 fn pidfd_signal(fd: RawFd, sig: i32) -> std::io::Result<()> {

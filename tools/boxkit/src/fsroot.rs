@@ -402,6 +402,22 @@ pub fn list_dir(fd: RawFd) -> io::Result<Vec<OsString>> {
 }
 // ANCHOR_END: list_dir
 
+
+/// flock(2) on `fd` (`LOCK_SH`, `LOCK_EX`, with `LOCK_NB` or not), again when a signal
+/// interrupts the wait.
+pub fn flock(fd: &impl AsRawFd, op: i32) -> io::Result<()> {
+    loop {
+        // SAFETY: flock(2) on a descriptor the caller owns.
+        if unsafe { libc::flock(fd.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

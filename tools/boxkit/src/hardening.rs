@@ -63,6 +63,8 @@ pub struct CgroupMount {
 pub struct ContainerCgroup {
     procs: Vec<PathBuf>,
     created: Option<Cgroup>,
+    /// The host's cgroup mounts, read with the rest (`None`: read them in [`prepare`]).
+    cgroup_mounts: Option<Vec<CgroupMount>>,
     /// A device filter is in place: the container may hold CAP_MKNOD.
     pub devices_filtered: bool,
 }
@@ -70,43 +72,53 @@ pub struct ContainerCgroup {
 impl ContainerCgroup {
     /// No cgroup at all (no device filter either).
     pub fn none() -> ContainerCgroup {
-        ContainerCgroup { procs: Vec::new(), created: None, devices_filtered: false }
+        ContainerCgroup { procs: Vec::new(), created: None, cgroup_mounts: None, devices_filtered: false }
     }
 
     /// Join `given`, or create a group of our own; then, unless `privileged`, install the
     /// device filter: v1 `devices.deny`/`devices.allow`, v2 a BPF program.
     pub fn setup(given: Option<&Path>, privileged: bool) -> Result<ContainerCgroup> {
-        let h = match (cgroup::detect_host(), given) {
-            (Ok(h), _) => h,
+        // Each file is read once: mountinfo for the hierarchies and for /sys/fs/cgroup in
+        // the container, /proc/self/cgroup for our own group.
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo");
+        let mut me = ContainerCgroup::none();
+        me.cgroup_mounts = mountinfo.as_deref().ok().map(cgroup_mounts_in);
+        let host = mountinfo.and_then(|mi| {
+            let own = std::fs::read_to_string("/proc/self/cgroup").ctx(|| "read /proc/self/cgroup")?;
+            Ok((cgroup::detect(&mi, &own, Path::new("/"))?, own))
+        });
+        let (h, own) = match (host, given) {
+            (Ok(host), _) => host,
             (Err(e), Some(_)) => return Err(e),
             (Err(e), None) => {
                 explain!("no cgroup for the container ({e}): no device filter, so no CAP_MKNOD");
-                return Ok(ContainerCgroup::none());
+                return Ok(me);
             }
         };
-        let mut me = ContainerCgroup::none();
         let dirs = match given {
             Some(p) => {
                 me.procs = cgroup::procs_files(&h, p)?;
-                boxkit_group(&h, p).map(|c| c.dirs()).unwrap_or_default()
+                cgroup::boxkit_group(&h, p)?.map(|c| c.dirs()).unwrap_or_default()
             }
-            // Already in a group boxkit made (`box-cgroup-limit -- box-spawn B`): stay there,
-            // so its limits, its OOM count and its --stats cover the container.
-            None if !enclosing_boxkit_group(&h).is_empty() => {
-                explain!("already in a boxkit cgroup: the container stays in it");
-                enclosing_boxkit_group(&h)
-            }
-            None => match create_own(&h) {
-                Ok(cg) => {
-                    me.procs = cg.dirs().into_iter().map(|(_, d)| d.join("cgroup.procs")).filter(|p| p.exists()).collect();
-                    let dirs = cg.dirs();
-                    me.created = Some(cg);
-                    dirs
+            None => match enclosing_boxkit_group(&h, &own) {
+                // Already in a group boxkit made (`box-cgroup-limit -- box-spawn B`): stay
+                // there, so its limits, its OOM count and its --stats cover the container.
+                enclosing if !enclosing.is_empty() => {
+                    explain!("already in a boxkit cgroup: the container stays in it");
+                    enclosing
                 }
-                Err(e) => {
-                    explain!("no cgroup for the container ({e}): no device filter, so no CAP_MKNOD");
-                    return Ok(me);
-                }
+                _ => match create_own(&h) {
+                    Ok(cg) => {
+                        me.procs = cg.dirs().into_iter().map(|(_, d)| d.join("cgroup.procs")).filter(|p| p.exists()).collect();
+                        let dirs = cg.dirs();
+                        me.created = Some(cg);
+                        dirs
+                    }
+                    Err(e) => {
+                        explain!("no cgroup for the container ({e}): no device filter, so no CAP_MKNOD");
+                        return Ok(me);
+                    }
+                },
             },
         };
         if privileged {
@@ -156,28 +168,21 @@ fn create_own(h: &Hierarchy) -> Result<Cgroup> {
 // ANCHOR_END: container_cgroup
 
 /// The directories, per hierarchy, of our own cgroup where it is a group boxkit created
-/// (its parent is `boxkit/`).
-fn enclosing_boxkit_group(h: &Hierarchy) -> Vec<(String, PathBuf)> {
-    let in_boxkit = |d: &Path| d.parent().and_then(|p| p.file_name()).map(|n| n == "boxkit").unwrap_or(false);
+/// (its parent is `boxkit/`); `self_cgroup` is the text of /proc/self/cgroup.
+fn enclosing_boxkit_group(h: &Hierarchy, self_cgroup: &str) -> Vec<(String, PathBuf)> {
     match h {
-        Hierarchy::V1 { controllers } => controllers.iter().filter(|(_, d)| in_boxkit(d)).map(|(c, d)| (c.clone(), d.clone())).collect(),
+        Hierarchy::V1 { controllers } => controllers.iter().filter(|(_, d)| cgroup::in_boxkit(d)).map(|(c, d)| (c.clone(), d.clone())).collect(),
         Hierarchy::V2 { mount } => {
-            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            own.lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .map(|p| mount.join(p.trim_start_matches('/')))
-                .filter(|d| in_boxkit(d))
+            self_cgroup
+                .lines()
+                .filter_map(cgroup::parse_cgroup_line)
+                .find(|l| l.is_v2())
+                .map(|l| mount.join(l.path.trim_start_matches('/')))
+                .filter(|d| cgroup::in_boxkit(d))
                 .map(|d| vec![("unified".to_string(), d)])
                 .unwrap_or_default()
         }
     }
-}
-
-/// The group at `path` if boxkit created it (`…/boxkit/NAME` in every hierarchy).
-fn boxkit_group(h: &Hierarchy, path: &Path) -> Option<Cgroup> {
-    let parent_is_boxkit = path.parent()?.file_name()? == "boxkit";
-    let cg = Cgroup::named(h, path.file_name()?.to_str()?).ok()?;
-    (parent_is_boxkit && cg.dirs().iter().any(|(_, d)| d == path)).then_some(cg)
 }
 
 /// Every capability box-spawn itself may pass on: all the kernel knows, less any already
@@ -213,7 +218,7 @@ pub fn prepare(spec: &mut Spec, o: &Options, cg: &ContainerCgroup) -> Result<Pla
     let process = spec.process.as_mut().ok_or_else(|| Error::invalid("config.json has no process"))?;
     let mut plan = Plan { cgroupns: !o.privileged || asks_cgroupns, cgroup_writable: o.privileged, ..Plan::default() };
     if plan.cgroupns {
-        plan.cgroup_mounts = host_cgroup_mounts();
+        plan.cgroup_mounts = cg.cgroup_mounts.clone().unwrap_or_else(host_cgroup_mounts);
     }
     if o.privileged {
         let all = all_capabilities();
@@ -267,22 +272,25 @@ fn is_unconfined(profile: Option<&serde_json::Value>) -> Result<bool> {
 
 /// The cgroup filesystems mounted at and directly below /sys/fs/cgroup, from mountinfo.
 pub fn host_cgroup_mounts() -> Vec<CgroupMount> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    cgroup_mounts_in(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+/// The same, from the text of /proc/self/mountinfo.
+fn cgroup_mounts_in(mi: &str) -> Vec<CgroupMount> {
     let known = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
     let controllers: Vec<&str> = known.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_whitespace().next()).collect();
-    parse_cgroup_mounts(&mi, &controllers)
+    parse_cgroup_mounts(mi, &controllers)
 }
 
 fn parse_cgroup_mounts(mountinfo: &str, controllers: &[&str]) -> Vec<CgroupMount> {
     let mut v = Vec::new();
     for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
-        let pre: Vec<&str> = pre.split_whitespace().collect();
-        let post: Vec<&str> = post.split_whitespace().collect();
-        if pre.len() < 5 || post.len() < 3 || !(post[0] == "cgroup" || post[0] == "cgroup2") {
+        let Some(m) = cgroup::parse_mountinfo_line(line) else { continue };
+        if !(m.fstype == "cgroup" || m.fstype == "cgroup2") {
             continue;
         }
-        let name = match pre[4].strip_prefix("/sys/fs/cgroup") {
+        // The raw field: a name with an escape (`\ooo`) is left out.
+        let name = match m.mount_point.strip_prefix("/sys/fs/cgroup") {
             Some("") => "",
             Some(rest) => match rest.strip_prefix('/') {
                 Some(n) if !n.is_empty() && !n.contains('/') && !n.contains('\\') && n != "." && n != ".." => n,
@@ -290,13 +298,13 @@ fn parse_cgroup_mounts(mountinfo: &str, controllers: &[&str]) -> Vec<CgroupMount
             },
             None => continue,
         };
-        let options = if post[0] == "cgroup" {
-            post[2].split(',').filter(|o| controllers.contains(o) || o.starts_with("name=")).collect::<Vec<_>>().join(",")
+        let options = if m.fstype == "cgroup" {
+            m.super_opts.split(',').filter(|o| controllers.contains(o) || o.starts_with("name=")).collect::<Vec<_>>().join(",")
         } else {
             String::new()
         };
         v.retain(|m: &CgroupMount| m.name != name); // the last mount on a path is the one seen
-        v.push(CgroupMount { name: name.to_string(), fstype: post[0].to_string(), options });
+        v.push(CgroupMount { name: name.to_string(), fstype: m.fstype.to_string(), options });
     }
     // A cgroup2 mount at /sys/fs/cgroup itself hides anything below it.
     if v.iter().any(|m| m.name.is_empty() && m.fstype == "cgroup2") {
@@ -322,13 +330,12 @@ pub fn enter_cgroup_ns(plan: &Plan) -> Result<()> {
 /// then the tmpfs itself made read-only. Inside the cgroup namespace each shows the
 /// container's own group as its root.
 pub fn mount_cgroup_tree(plan: &Plan) -> Result<()> {
-    const SYSFS_MAGIC: i64 = 0x6265_6572;
     let base = Path::new("/sys/fs/cgroup");
     if plan.cgroup_mounts.is_empty() || !std::fs::symlink_metadata(base).map(|m| m.is_dir()).unwrap_or(false) {
         return Ok(());
     }
     // Only on the sysfs mounted a moment ago, never on a directory of the image.
-    let on_sysfs = nix::sys::statfs::statfs("/sys").map(|s| s.filesystem_type().0 as i64 == SYSFS_MAGIC).unwrap_or(false);
+    let on_sysfs = nix::sys::statfs::statfs("/sys").map(|s| s.filesystem_type() == nix::sys::statfs::SYSFS_MAGIC).unwrap_or(false);
     if !on_sysfs {
         return Ok(());
     }

@@ -57,11 +57,7 @@ pub fn form_for_this_process() -> OverlayForm {
         return OverlayForm::User;
     }
     // The initial user namespace maps every id to itself: "0 0 4294967295".
-    match fs::read_to_string("/proc/self/uid_map") {
-        Ok(m) if m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"] => OverlayForm::Trusted,
-        Ok(_) => OverlayForm::User,
-        Err(_) => OverlayForm::Trusted,
-    }
+    if crate::userns::in_user_namespace() { OverlayForm::User } else { OverlayForm::Trusted }
 }
 
 // ANCHOR: ensure

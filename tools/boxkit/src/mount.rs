@@ -169,7 +169,7 @@ fn current_flags(path: &Path) -> nix::Result<MsFlags> {
 // ANCHOR: mount_target
 /// Find (or create) a mount point inside the root. With `strict`, no symlink may appear
 /// anywhere in the path.
-fn mount_target(root: &Root, dest: &CleanPath, file: bool, strict: bool) -> Result<OwnedFd> {
+pub(crate) fn mount_target(root: &Root, dest: &CleanPath, file: bool, strict: bool) -> Result<OwnedFd> {
     let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS | if strict { libc::RESOLVE_NO_SYMLINKS } else { 0 };
     let open = |p: &CleanPath| {
         fsroot::openat2(root.fd(), p.to_path().as_os_str(), libc::O_PATH | libc::O_CLOEXEC, resolve)

@@ -15,11 +15,10 @@
 
 use crate::error::{Context, Error, Result};
 use crate::explain;
-use crate::fsroot::{self, CleanPath, Root};
+use crate::fsroot::{CleanPath, Root};
+use crate::spawn::{forward, reap};
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A pseudo-terminal pair.
@@ -145,14 +144,7 @@ pub fn make_controlling(slave: RawFd) -> Result<()> {
 
 /// Bind the slave on the container's `/dev/console` (made in its fresh /dev).
 pub fn bind_console(root: &Root, slave: RawFd) -> Result<()> {
-    let dev = root.dir(&CleanPath::new(b"/dev"), false)?;
-    match fsroot::create_file(dev.as_raw_fd(), OsStr::new("console"), 0o600) {
-        Ok(_) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-        Err(e) => return Err(Error::io("create /dev/console", e)),
-    }
-    let target = fsroot::openat2(dev.as_raw_fd(), OsStr::new("console"), libc::O_PATH | libc::O_CLOEXEC, libc::RESOLVE_NO_SYMLINKS)
-        .ctx(|| "open /dev/console")?;
+    let target = crate::mount::mount_target(root, &CleanPath::new(b"/dev/console"), true, true)?;
     // By path: the descriptor's own mount belongs to the host's namespace, and a bind
     // from a mount of another namespace is refused; the path finds this namespace's copy.
     let src = std::fs::read_link(format!("/proc/self/fd/{slave}")).ctx(|| "name of the pty slave")?;
@@ -245,30 +237,13 @@ pub fn supervise(child: Pid, blocked: &SigSet, t: &Terminal) -> Result<i32> {
                             copy_winsize(from, t.master);
                         }
                     }
-                    sig => {
-                        explain!("forward {sig} to pid {child}");
-                        let _ = nix::sys::signal::kill(child, sig);
-                    }
+                    sig => forward(child, sig),
                 }
             }
         }
     }
 }
 // ANCHOR_END: supervise
-
-/// Reap exited children; the status of `child` once it has exited.
-fn reap(child: Pid) -> Result<Option<i32>> {
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(p, code)) if p == child => return Ok(Some(code)),
-            Ok(WaitStatus::Signaled(p, s, _)) if p == child => return Ok(Some(128 + s as i32)),
-            Ok(WaitStatus::StillAlive) => return Ok(None),
-            Err(nix::errno::Errno::ECHILD) => return Err(Error::new(crate::Kind::System, format!("process {child} vanished without an exit status"))),
-            Ok(_) => continue,
-            Err(e) => return Err(Error::io("waitpid", e.into())),
-        }
-    }
-}
 
 /// What the container wrote before it exited and we have not copied yet.
 fn drain(master: RawFd, output: RawFd, buf: &mut [u8]) {

@@ -47,9 +47,7 @@ pub fn as_mapped_root(m: &Mapping, f: impl FnOnce() -> Result<()>) -> Result<()>
         let code = match result {
             Ok(()) => 0,
             Err(e) => {
-                let mut w = std::fs::File::from(err_w);
-                let _ = w.write_all(&[if e.kind() == Kind::Invalid { b'i' } else { b's' }]);
-                let _ = w.write_all(e.to_string().as_bytes());
+                let _ = std::fs::File::from(err_w).write_all(&e.to_report());
                 1
             }
         };
@@ -67,8 +65,7 @@ pub fn as_mapped_root(m: &Mapping, f: impl FnOnce() -> Result<()>) -> Result<()>
     let _ = std::fs::File::from(err_r).read_to_end(&mut report);
     let status = waitpid(child, None).ctx(|| "wait for the user namespace helper")?;
     if !report.is_empty() {
-        let kind = if report[0] == b'i' { Kind::Invalid } else { Kind::System };
-        return Err(Error::new(kind, String::from_utf8_lossy(&report[1..]).into_owned()));
+        return Err(Error::from_report(&report));
     }
     match status {
         WaitStatus::Exited(_, 0) => Ok(()),
@@ -141,17 +138,14 @@ fn file_caps(dirfd: i32, name: &OsStr) -> Option<Vec<u8>> {
 /// markers (`.wh.*`, made by the diff, not read from disk) and ids outside the maps keep
 /// theirs.
 pub fn unshift_changes(changes: &mut crate::diff::Changes, m: &Mapping) {
-    let back = |maps: &[userns::IdMap], id: u32| {
-        maps.iter().find(|r| id >= r.host_id && id - r.host_id < r.size).map(|r| r.container_id + (id - r.host_id))
-    };
     for item in changes.items.iter_mut() {
         if layer::is_whiteout_name(&item.meta.path) {
             continue;
         }
-        if let Some(u) = back(&m.uids, item.meta.uid) {
+        if let Some(u) = userns::to_container(&m.uids, item.meta.uid) {
             item.meta.uid = u;
         }
-        if let Some(g) = back(&m.gids, item.meta.gid) {
+        if let Some(g) = userns::to_container(&m.gids, item.meta.gid) {
             item.meta.gid = g;
         }
     }

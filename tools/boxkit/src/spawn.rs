@@ -81,6 +81,13 @@ pub fn forwarded_set() -> SigSet {
     s
 }
 
+/// [`forwarded_set`] and SIGCHLD: what a supervisor blocks, then waits for.
+pub fn supervised_set() -> SigSet {
+    let mut s = forwarded_set();
+    s.add(Signal::SIGCHLD);
+    s
+}
+
 // ANCHOR: clone_flags
 /// The namespace flags config.json asks for.
 fn clone_flags(spec: &Spec) -> Result<CloneFlags> {
@@ -118,12 +125,10 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     if process.args.is_empty() {
         return Err(Error::invalid("no command to run: config.json has no args and none were given"));
     }
-    let root_path = spec.root.as_ref().map(|r| r.path.clone()).unwrap_or_else(|| "rootfs".into());
-    let rootfs = bundle.join(&root_path);
-    let rootfs = std::fs::canonicalize(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
+    let rootfs = crate::runopts::rootfs_of(&bundle, spec)?;
     // A cgroup namespace is made in the child, once it is in its cgroup (hardening.rs).
     let mut flags = clone_flags(spec)? - CloneFlags::CLONE_NEWCGROUP;
-    let mapping = userns::choose(spec, opts.userns, &userns::Caller::current())?;
+    let mapping = userns::choose(spec, opts.userns, nix::unistd::geteuid().as_raw(), userns::Caller::current)?;
     if let Some(m) = &mapping {
         rootless::check_reachable(&rootfs, m)?;
     }
@@ -136,8 +141,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     // Signals arriving from now on wait in the queue until the loop below forwards them.
     let old_mask = SigSet::thread_get_mask().ctx(|| "read signal mask")?;
-    let mut blocked = forwarded_set();
-    blocked.add(Signal::SIGCHLD);
+    let blocked = supervised_set();
     blocked.thread_block().ctx(|| "block signals")?;
 
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe")?;
@@ -154,15 +158,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
         let result = child(&bundle, &rootfs, spec, &process, opts, err_w.as_raw_fd(), sync);
         // Only reached on failure: report it and die.
         let e = result.err().unwrap_or_else(|| Error::invalid("execve returned"));
-        let code: u8 = match e.kind() {
-            Kind::NotExecutable => b'x',
-            Kind::CommandNotFound => b'n',
-            Kind::Invalid => b'i',
-            _ => b's',
-        };
-        let mut w = std::fs::File::from(err_w);
-        let _ = w.write_all(&[code]);
-        let _ = w.write_all(e.to_string().as_bytes());
+        let _ = std::fs::File::from(err_w).write_all(&e.to_report());
         // SAFETY: leave the child at once, without running the parent's exit handlers.
         unsafe { libc::_exit(125) };
     }
@@ -181,13 +177,7 @@ pub fn spawn(bundle: &Path, spec: &Spec, opts: &SpawnOptions) -> Result<i32> {
     if !report.is_empty() {
         let _ = waitpid(child_pid, None);
         let _ = old_mask.thread_set_mask();
-        let kind = match report[0] {
-            b'x' => Kind::NotExecutable,
-            b'n' => Kind::CommandNotFound,
-            b'i' => Kind::Invalid,
-            _ => Kind::System,
-        };
-        return Err(Error::new(kind, String::from_utf8_lossy(&report[1..]).into_owned()));
+        return Err(Error::from_report(&report));
     }
     if let Some(hook) = &opts.on_start {
         (hook.0)(child_pid.as_raw());
@@ -208,23 +198,33 @@ pub fn supervise(child: Pid, blocked: &SigSet) -> Result<i32> {
     loop {
         let sig = blocked.wait().ctx(|| "sigwait")?;
         if sig == Signal::SIGCHLD {
-            loop {
-                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(p, code)) if p == child => return Ok(code),
-                    Ok(WaitStatus::Signaled(p, s, _)) if p == child => return Ok(128 + s as i32),
-                    Ok(WaitStatus::StillAlive) => break,
-                    Err(nix::errno::Errno::ECHILD) => {
-                        return Err(Error::new(Kind::System, format!("process {child} vanished without an exit status")))
-                    }
-                    Ok(_) => continue,
-                    Err(e) => return Err(Error::io("waitpid", e.into())),
-                }
+            if let Some(code) = reap(child)? {
+                return Ok(code);
             }
         } else {
-            explain!("forward {sig} to pid {child}");
-            let _ = nix::sys::signal::kill(child, sig);
+            forward(child, sig);
         }
     }
+}
+
+/// Reap exited children; the status of `child` once it has exited.
+pub(crate) fn reap(child: Pid) -> Result<Option<i32>> {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == child => return Ok(Some(code)),
+            Ok(WaitStatus::Signaled(p, s, _)) if p == child => return Ok(Some(128 + s as i32)),
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Err(nix::errno::Errno::ECHILD) => return Err(Error::new(Kind::System, format!("process {child} vanished without an exit status"))),
+            Ok(_) => continue,
+            Err(e) => return Err(Error::io("waitpid", e.into())),
+        }
+    }
+}
+
+/// Pass a signal box-spawn received on to the container.
+pub(crate) fn forward(child: Pid, sig: Signal) {
+    explain!("forward {sig} to pid {child}");
+    let _ = nix::sys::signal::kill(child, sig);
 }
 // ANCHOR_END: supervise
 
@@ -272,9 +272,9 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
     }
     if spec.mounts.iter().any(|m| m.destination == "/dev") {
         mount::populate_dev(&root)?;
-    }
-    if let Some(t) = opts.terminal.as_ref().filter(|_| spec.mounts.iter().any(|m| m.destination == "/dev")) {
-        crate::pty::bind_console(&root, t.slave)?;
+        if let Some(t) = &opts.terminal {
+            crate::pty::bind_console(&root, t.slave)?;
+        }
     }
     drop(root);
     if let Some(h) = &spec.hostname {
@@ -303,8 +303,7 @@ fn child(bundle: &Path, rootfs: &Path, spec: &Spec, p: &Process, opts: &SpawnOpt
 /// `--init`: stay as PID 1, run the command as PID 2, forward signals to it, reap every
 /// orphan that the kernel reparents to us, and exit with the command's status.
 fn run_init(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
-    let mut set = forwarded_set();
-    set.add(Signal::SIGCHLD);
+    let set = supervised_set();
     set.thread_block().ctx(|| "block signals")?;
     // Not dumpable, from before the fork: no process in the container may open /proc/1/exe,
     // the host's box-spawn binary (runc CVE-2019-5736). The command's own execve makes it
@@ -317,15 +316,10 @@ fn run_init(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
             let _ = set.thread_unblock();
             let e = exec_process(p, None, seccomp).unwrap_err();
             let _ = writeln!(std::io::stderr(), "box-spawn: {e}");
-            let code = match e.kind() {
-                Kind::NotExecutable => 126,
-                Kind::CommandNotFound => 127,
-                _ => 125,
-            };
-            unsafe { libc::_exit(code) };
+            unsafe { libc::_exit(e.kind().runner_exit_code()) };
         }
         nix::unistd::ForkResult::Parent { child } => {
-            close_fds_from(3);
+            close_range(3, u32::MAX);
             // PID 1 keeps only what the command gets: its user, capabilities, no_new_privs
             // and seccomp filter (waiting and killing need nothing more).
             let confined = confine(p, seccomp)
@@ -512,10 +506,10 @@ fn loopback_up() {
     }
 }
 
-/// Close every descriptor from `first` on.
-fn close_fds_from(first: u32) {
+/// Close every descriptor from `first` to `last`, with close_range(2).
+fn close_range(first: u32, last: u32) {
     // SAFETY: close_range(2) on our own descriptor table.
-    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
 }
 
 /// Close every descriptor above 2 but `keep` (the close-on-exec error pipe), with
@@ -523,15 +517,10 @@ fn close_fds_from(first: u32) {
 fn close_fds_except(keep: Option<RawFd>) {
     match keep {
         Some(k) if k > 3 => {
-            close_fds_between(3, k as u32 - 1);
-            close_fds_from(k as u32 + 1);
+            close_range(3, k as u32 - 1);
+            close_range(k as u32 + 1, u32::MAX);
         }
-        Some(3) => close_fds_from(4),
-        _ => close_fds_from(3),
+        Some(3) => close_range(4, u32::MAX),
+        _ => close_range(3, u32::MAX),
     }
-}
-
-fn close_fds_between(first: u32, last: u32) {
-    // SAFETY: close_range(2) on our own descriptor table.
-    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
 }

@@ -86,9 +86,16 @@ pub fn containers_dir(root: &Path) -> PathBuf {
 
 /// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn validate_name(name: &str) -> Result<()> {
+    docker_name(name, 128, "container", "")
+}
+
+/// Docker's rule for names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (so at least two characters, and
+/// never `.`, `..` or anything with a `/`), at most `max` bytes; `what` is the kind of name
+/// in the error, followed by `hint`.
+pub(crate) fn docker_name(name: &str, max: usize, what: &str, hint: &str) -> Result<()> {
     let b = name.as_bytes();
-    let ok = b.len() >= 2 && b.len() <= 128 && b[0].is_ascii_alphanumeric() && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
-    if ok { Ok(()) } else { Err(Error::invalid(format!("{name:?} is not a valid container name: use [a-zA-Z0-9][a-zA-Z0-9_.-]+"))) }
+    let ok = b.len() >= 2 && b.len() <= max && b[0].is_ascii_alphanumeric() && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
+    if ok { Ok(()) } else { Err(Error::invalid(format!("{name:?} is not a valid {what} name: use [a-zA-Z0-9][a-zA-Z0-9_.-]+{hint}"))) }
 }
 
 // ANCHOR: reserve
@@ -172,22 +179,25 @@ pub fn read(dir: &Path) -> Result<State> {
 }
 
 // ANCHOR: start_time
-/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks after boot.
-/// The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-pub fn start_time(pid: i32) -> Option<u64> {
+/// Fields 3 and 22 of `/proc/PID/stat`: the process's state letter (`R`, `S`, `T`, `Z`…)
+/// and when it started, in clock ticks after boot. The command name (field 2) may hold
+/// spaces and parentheses: count from the last ')'.
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // `rest` starts at field 3 (state): field 22 is the 20th from here.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // `f` starts at field 3 (state): field 22 is the 19th after it.
+    let state = f.next()?.chars().next()?;
+    Some((state, f.nth(18)?.parse().ok()?))
+}
+
+/// When the process started (field 22 of `/proc/PID/stat`).
+pub fn start_time(pid: i32) -> Option<u64> {
+    proc_stat(pid).map(|(_, start)| start)
 }
 
 /// Is `pid` still the process that started at `start` (and not a zombie)?
 pub fn alive(pid: i32, start: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    let Some(close) = stat.rfind(')') else { return false };
-    let mut f = stat[close + 1..].split_whitespace();
-    let state = f.next();
-    state != Some("Z") && state != Some("X") && f.nth(18).and_then(|s| s.parse().ok()) == Some(start)
+    matches!(proc_stat(pid), Some((state, t)) if state != 'Z' && state != 'X' && t == start)
 }
 // ANCHOR_END: start_time
 

@@ -104,6 +104,13 @@ pub fn to_host(maps: &[IdMap], id: u32) -> Option<u32> {
         .map(|m| m.host_id + (id - m.container_id))
 }
 
+/// The id inside that the host id `id` maps to, if any.
+pub fn to_container(maps: &[IdMap], id: u32) -> Option<u32> {
+    maps.iter()
+        .find(|m| id >= m.host_id && id - m.host_id < m.size)
+        .map(|m| m.container_id + (id - m.host_id))
+}
+
 // ANCHOR: subids
 /// The ranges `(start, count)` that /etc/subuid or /etc/subgid text grants a user, named
 /// either by login name or by number (subuid(5)).
@@ -210,14 +217,15 @@ pub fn from_spec(spec: &Spec) -> Result<Option<Option<Mapping>>> {
 
 // ANCHOR: choose
 /// Whether to run in a new user namespace, and with which maps: `--userns` first, then
-/// config.json's user namespace, then (for anyone but root) `Auto`: rootless.
-pub fn choose(spec: &Spec, req: Option<Request>, caller: &Caller) -> Result<Option<Mapping>> {
+/// config.json's user namespace, then (for anyone but root) `Auto`: rootless. `uid` is the
+/// caller's effective uid; `caller` is asked for the rest only when a mapping is planned.
+pub fn choose(spec: &Spec, req: Option<Request>, uid: u32, caller: impl FnOnce() -> Caller) -> Result<Option<Mapping>> {
     let from = from_spec(spec)?;
     Ok(match (req, from) {
-        (Some(r), _) => Some(plan(r, caller)),
+        (Some(r), _) => Some(plan(r, &caller())),
         (None, Some(Some(m))) => Some(m),
-        (None, Some(None)) => Some(plan(Request::Auto, caller)),
-        (None, None) if caller.uid != 0 => Some(plan(Request::Auto, caller)),
+        (None, Some(None)) => Some(plan(Request::Auto, &caller())),
+        (None, None) if uid != 0 => Some(plan(Request::Auto, &caller())),
         (None, None) => None,
     })
 }
@@ -406,15 +414,15 @@ mod tests {
             serde_json::from_str(r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#).unwrap();
         let mut spec = crate::runtime::spec_from_image(&config, t.path(), "h").unwrap();
         let root = Caller::default();
-        assert_eq!(choose(&spec, None, &root).unwrap(), None);
+        assert_eq!(choose(&spec, None, root.uid, || root.clone()).unwrap(), None);
         let user = Caller { uid: 1000, gid: 1000, ..Caller::default() };
-        assert_eq!(choose(&spec, None, &user).unwrap(), Some(plan(Request::Auto, &user)));
+        assert_eq!(choose(&spec, None, user.uid, || user.clone()).unwrap(), Some(plan(Request::Auto, &user)));
         let m = Mapping { uids: vec![IdMap { container_id: 0, host_id: 7, size: 3 }], gids: vec![IdMap { container_id: 0, host_id: 8, size: 3 }] };
         write_into_spec(&mut spec, &m);
         let text = serde_json::to_string(&spec).unwrap();
         assert!(text.contains(r#""uidMappings":[{"containerID":0,"hostID":7,"size":3}]"#), "{text}");
         let back: Spec = serde_json::from_str(&text).unwrap();
-        assert_eq!(choose(&back, None, &root).unwrap(), Some(m));
-        assert_eq!(choose(&back, Some(Request::Auto), &root).unwrap(), Some(plan(Request::Auto, &root)));
+        assert_eq!(choose(&back, None, root.uid, || root.clone()).unwrap(), Some(m));
+        assert_eq!(choose(&back, Some(Request::Auto), root.uid, || root.clone()).unwrap(), Some(plan(Request::Auto, &root)));
     }
 }

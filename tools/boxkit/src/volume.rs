@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -53,30 +52,14 @@ pub fn data_dir(root: &Path, name: &str) -> PathBuf {
 /// Docker's rule for volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (so at least two
 /// characters, and never `.`, `..` or anything with a `/`).
 pub fn validate_name(name: &str) -> Result<()> {
-    let b = name.as_bytes();
-    let ok = b.len() >= 2
-        && b.len() <= 255
-        && b[0].is_ascii_alphanumeric()
-        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "{name:?} is not a valid volume name: use [a-zA-Z0-9][a-zA-Z0-9_.-]+ (a host path must be absolute)"
-        )))
-    }
+    crate::state::docker_name(name, 255, "volume", " (a host path must be absolute)")
 }
 // ANCHOR_END: validate_name
 
-/// A 64-hex name for an anonymous volume, from the kernel's random source.
+/// A 64-hex name for an anonymous volume, from the kernel's random source (made as a
+/// container id is).
 pub fn anonymous_name() -> Result<String> {
-    let mut buf = [0u8; 32];
-    // SAFETY: getrandom(2) into a buffer of the size given.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n != buf.len() as isize {
-        return Err(Error::io("getrandom", std::io::Error::last_os_error()));
-    }
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    crate::state::new_id()
 }
 
 // ANCHOR: create
@@ -95,7 +78,7 @@ pub fn create(root: &Path, name: &str, labels: Map<String, Value>) -> Result<boo
     let data = tmp.path().join("_data");
     std::fs::create_dir(&data).ctx(|| "create _data")?;
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).ctx(|| "chmod _data")?;
-    let rec = Record { name: name.to_string(), created_at: crate::oci::rfc3339(now()), labels };
+    let rec = Record { name: name.to_string(), created_at: crate::state::now(), labels };
     let json = serde_json::to_vec_pretty(&rec).expect("serializing a volume record cannot fail");
     File::create(tmp.path().join("volume.json")).and_then(|mut f| f.write_all(&json)).ctx(|| "write volume.json")?;
     let from = std::ffi::CString::new(tmp.path().as_os_str().as_encoded_bytes()).unwrap();
@@ -115,10 +98,6 @@ pub fn create(root: &Path, name: &str, labels: Map<String, Value>) -> Result<boo
     Ok(true)
 }
 // ANCHOR_END: create
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
 
 /// Read a volume's record.
 pub fn read(root: &Path, name: &str) -> Result<Record> {
@@ -173,7 +152,7 @@ pub fn hold(root: &Path, name: &str) -> Result<File> {
         std::io::ErrorKind::NotFound => Error::not_found(format!("no volume {name}")),
         _ => Error::io(format!("open volume {name}"), e),
     })?;
-    flock(&f, libc::LOCK_SH).ctx(|| format!("lock volume {name}"))?;
+    crate::fsroot::flock(&f, libc::LOCK_SH).ctx(|| format!("lock volume {name}"))?;
     let same = std::fs::metadata(&dir).map(|m| m.ino() == f.metadata().map(|n| n.ino()).unwrap_or(0)).unwrap_or(false);
     if !same {
         return Err(Error::not_found(format!("volume {name} was removed while starting")));
@@ -186,7 +165,7 @@ pub fn remove(root: &Path, name: &str) -> Result<()> {
     read(root, name)?;
     let dir = volumes_dir(root).join(name);
     let f = File::open(&dir).ctx(|| format!("open volume {name}"))?;
-    match flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+    match crate::fsroot::flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
             return Err(Error::invalid(format!("volume {name} is in use by a running container")))
@@ -203,19 +182,6 @@ pub fn remove(root: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: hold
-
-fn flock(f: &File, op: i32) -> std::io::Result<()> {
-    loop {
-        // SAFETY: flock(2) on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
